@@ -1,0 +1,52 @@
+"""Text generation: greedy decoding or sampling with temperature and top-k, with or without the KV cache."""
+
+import torch
+
+
+@torch.no_grad()
+def generate(model, idx, max_new_tokens, temperature=0.0, top_k=None, use_cache=True, generator=None):
+    """Append `max_new_tokens` tokens to `idx` (B, T) and return the ids (B, T + max_new_tokens).
+
+    temperature=0 picks the most likely token (greedy); otherwise logits are divided by the
+    temperature and, if top_k is set, only the k most likely tokens may be sampled.
+    use_cache=True prefills a KV cache once and then feeds one token per step; use_cache=False
+    recomputes the whole sequence every step (same tokens, much slower: chapter 3).
+    """
+    if idx.dim() != 2:
+        raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}.")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}.")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature!r}.")
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}.")
+    context_length = model.config.context_length
+    if idx.shape[1] + max_new_tokens > context_length:
+        raise ValueError(
+            f"generating {max_new_tokens} tokens after {idx.shape[1]} would exceed "
+            f"context_length={context_length}; ask for at most {context_length - idx.shape[1]} new tokens."
+        )
+    was_training = model.training
+    model.eval()
+    cache = model.new_cache(idx.shape[0]) if use_cache else None
+    logits = model(idx, cache=cache)[:, -1, :]  # prefill: (B, vocab)
+    for step in range(max_new_tokens):
+        next_id = _pick(logits, temperature, top_k, generator)  # (B, 1)
+        idx = torch.cat((idx, next_id), dim=1)
+        if step == max_new_tokens - 1:
+            break
+        logits = (model(next_id, cache=cache) if use_cache else model(idx))[:, -1, :]
+    model.train(was_training)
+    return idx
+
+
+def _pick(logits, temperature, top_k, generator):
+    """The next token from last-position logits (B, vocab) -> (B, 1)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits.float(), dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)

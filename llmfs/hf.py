@@ -1,0 +1,183 @@
+"""Bridge to Hugging Face `transformers`: build an llmfs model with the same weights as a transformers
+model, so every mechanism can be checked against the reference implementation.
+
+Each family states its config mapping and its weight names; a family that differs from another only
+a little (Qwen3 from Llama) subclasses it. `transformers` is needed only by the functions that take
+its objects, never to import llmfs.
+"""
+
+import torch
+
+from .config import ModelConfig, RopeScaling
+from .model import Transformer
+
+
+class ConversionError(ValueError):
+    """A transformers model or config llmfs cannot reproduce exactly."""
+
+
+def _require(hf_config, attribute: str, allowed) -> None:
+    value = getattr(hf_config, attribute, None)
+    if value not in allowed:
+        raise ConversionError(
+            f"{hf_config.model_type}: {attribute}={value!r} is not supported; llmfs reproduces {sorted(map(str, allowed))}."
+        )
+
+
+class Gpt2Family:
+    """GPT-2: learned positions, LayerNorm, GELU MLP, fused QKV stored as Conv1D (in, out) matrices."""
+
+    @staticmethod
+    def config(hf) -> ModelConfig:
+        _require(hf, "activation_function", ("gelu_new", "gelu_pytorch_tanh"))
+        _require(hf, "scale_attn_weights", (True,))
+        _require(hf, "scale_attn_by_inverse_layer_idx", (False,))
+        _require(hf, "reorder_and_upcast_attn", (False,))
+        return ModelConfig(
+            vocab_size=hf.vocab_size, context_length=hf.n_positions, d_model=hf.n_embd, n_layers=hf.n_layer,
+            n_heads=hf.n_head, d_ff=hf.n_inner or 4 * hf.n_embd, norm="layernorm", norm_eps=hf.layer_norm_epsilon,
+            positions="learned", ffn="gelu_mlp", tie_embeddings=hf.tie_word_embeddings, name="gpt2 (from transformers)",
+        )
+
+    @staticmethod
+    def weights(hf_state: dict, config: ModelConfig) -> dict:
+        d = config.d_model
+        out = {
+            "token_embedding.weight": hf_state["transformer.wte.weight"],
+            "position_embedding.embedding.weight": hf_state["transformer.wpe.weight"],
+            "final_norm.weight": hf_state["transformer.ln_f.weight"],
+            "final_norm.bias": hf_state["transformer.ln_f.bias"],
+            "lm_head.weight": hf_state.get("lm_head.weight", hf_state["transformer.wte.weight"]),
+        }
+        for i in range(config.n_layers):
+            h, b = f"transformer.h.{i}.", f"blocks.{i}."
+            qkv_w, qkv_b = hf_state[h + "attn.c_attn.weight"], hf_state[h + "attn.c_attn.bias"]  # (d, 3d), (3d,)
+            for j, name in enumerate(("q_proj", "k_proj", "v_proj")):
+                out[b + f"attention.sublayer.{name}.weight"] = qkv_w[:, j * d:(j + 1) * d].t()
+                out[b + f"attention.sublayer.{name}.bias"] = qkv_b[j * d:(j + 1) * d]
+            pairs = {
+                "attention.norm": "ln_1", "ffn.norm": "ln_2",
+                "attention.sublayer.out_proj": "attn.c_proj",
+                "ffn.sublayer.fc_in": "mlp.c_fc", "ffn.sublayer.fc_out": "mlp.c_proj",
+            }
+            for ours, theirs in pairs.items():
+                weight = hf_state[h + theirs + ".weight"]
+                out[b + ours + ".weight"] = weight.t() if "sublayer" in ours else weight  # Conv1D is (in, out)
+                out[b + ours + ".bias"] = hf_state[h + theirs + ".bias"]
+        return out
+
+
+class LlamaFamily:
+    """Llama: RoPE (optionally Llama 3 scaled), RMSNorm, SwiGLU, GQA, separate q/k/v projections."""
+
+    rope_types = ("default", "llama3")
+
+    @classmethod
+    def config(cls, hf) -> ModelConfig:
+        _require(hf, "hidden_act", ("silu",))
+        return ModelConfig(**cls.config_fields(hf))
+
+    @classmethod
+    def config_fields(cls, hf) -> dict:
+        rope = dict(getattr(hf, "rope_parameters", None) or {})
+        rope_type = rope.get("rope_type", "default")
+        if rope_type not in cls.rope_types:
+            raise ConversionError(f"{hf.model_type}: rope_type={rope_type!r} is not supported; llmfs reproduces {list(cls.rope_types)}.")
+        scaling = None
+        if rope_type == "llama3":
+            scaling = RopeScaling("llama3", factor=rope["factor"], low_freq_factor=rope["low_freq_factor"],
+                                  high_freq_factor=rope["high_freq_factor"],
+                                  original_context_length=rope["original_max_position_embeddings"])
+        bias = bool(getattr(hf, "attention_bias", False))
+        return dict(
+            vocab_size=hf.vocab_size, context_length=hf.max_position_embeddings, d_model=hf.hidden_size,
+            n_layers=hf.num_hidden_layers, n_heads=hf.num_attention_heads, n_kv_heads=hf.num_key_value_heads,
+            head_dim=getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads,
+            d_ff=hf.intermediate_size, norm="rmsnorm", norm_eps=hf.rms_norm_eps, positions="rope",
+            rope_base=rope.get("rope_theta", 10000.0), rope_scaling=scaling, ffn="swiglu",
+            qkv_bias=bias, attn_out_bias=bias, mlp_bias=bool(getattr(hf, "mlp_bias", False)),
+            tie_embeddings=hf.tie_word_embeddings, name=f"{hf.model_type} (from transformers)",
+        )
+
+    layer_names = {  # llmfs module -> transformers module, inside each layer
+        "attention.norm": "input_layernorm",
+        "ffn.norm": "post_attention_layernorm",
+        "attention.sublayer.q_proj": "self_attn.q_proj",
+        "attention.sublayer.k_proj": "self_attn.k_proj",
+        "attention.sublayer.v_proj": "self_attn.v_proj",
+        "attention.sublayer.out_proj": "self_attn.o_proj",
+        "ffn.sublayer.gate": "mlp.gate_proj",
+        "ffn.sublayer.up": "mlp.up_proj",
+        "ffn.sublayer.down": "mlp.down_proj",
+    }
+
+    @classmethod
+    def weights(cls, hf_state: dict, config: ModelConfig) -> dict:
+        out = {
+            "token_embedding.weight": hf_state["model.embed_tokens.weight"],
+            "final_norm.weight": hf_state["model.norm.weight"],
+            "lm_head.weight": hf_state.get("lm_head.weight", hf_state["model.embed_tokens.weight"]),
+        }
+        for i in range(config.n_layers):
+            for ours, theirs in cls.layer_names.items():
+                for suffix in (".weight", ".bias"):
+                    key = f"model.layers.{i}.{theirs}{suffix}"
+                    if key in hf_state:
+                        out[f"blocks.{i}.{ours}{suffix}"] = hf_state[key]
+        return out
+
+
+class Qwen3Family(LlamaFamily):
+    """Qwen3 = Llama + RMSNorm on each head's queries and keys (QK-norm), and an explicit head_dim."""
+
+    rope_types = ("default",)
+    layer_names = {
+        **LlamaFamily.layer_names,
+        "attention.sublayer.q_norm": "self_attn.q_norm",
+        "attention.sublayer.k_norm": "self_attn.k_norm",
+    }
+
+    @classmethod
+    def config(cls, hf) -> ModelConfig:
+        _require(hf, "hidden_act", ("silu",))
+        _require(hf, "use_sliding_window", (False, None))
+        return ModelConfig(**cls.config_fields(hf), qk_norm="per_head")
+
+
+FAMILIES = {"gpt2": Gpt2Family, "llama": LlamaFamily, "qwen3": Qwen3Family}
+
+
+def _family(hf_config):
+    model_type = getattr(hf_config, "model_type", None)
+    if model_type not in FAMILIES:
+        raise ConversionError(f"unsupported model family {model_type!r}; llmfs converts {sorted(FAMILIES)}.")
+    return FAMILIES[model_type]
+
+
+def config_from_transformers(hf_config) -> ModelConfig:
+    """The llmfs config of a transformers config (GPT-2, Llama or Qwen3 family)."""
+    return _family(hf_config).config(hf_config)
+
+
+def from_transformers(hf_model) -> Transformer:
+    """An llmfs Transformer with the same config and weights as the transformers model `hf_model`."""
+    family = _family(hf_model.config)
+    config = family.config(hf_model.config)
+    hf_state = hf_model.state_dict()
+    weights = family.weights(hf_state, config)
+    reference = next(iter(hf_state.values()))
+    model = Transformer(config).to(device=reference.device, dtype=reference.dtype)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    if missing:
+        raise ConversionError(f"{hf_model.config.model_type}: no transformers weight for {missing[:5]}.")
+    for name, tensor in weights.items():
+        if name not in expected:
+            raise ConversionError(f"{hf_model.config.model_type}: llmfs has no tensor {name!r}.")
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise ConversionError(
+                f"{hf_model.config.model_type}: tensor {name!r} has shape {tuple(tensor.shape)} in transformers "
+                f"but {tuple(expected[name].shape)} in llmfs."
+            )
+    model.load_state_dict({name: t.detach().clone() for name, t in weights.items()})
+    return model.eval()

@@ -1,0 +1,85 @@
+"""Real architectures as short configs, with their published hyperparameters.
+
+`get(name)` gives the full-size config (build it on the meta device to count parameters without
+allocating them); `tiny(name)` shrinks the same architecture so it runs on a laptop CPU.
+"""
+
+import difflib
+
+from .config import ModelConfig, RopeScaling
+
+GPT2 = dict(vocab_size=50257, context_length=1024, norm="layernorm", norm_eps=1e-5, positions="learned",
+            ffn="gelu_mlp", tie_embeddings=True)
+LLAMA3 = dict(vocab_size=128256, norm="rmsnorm", norm_eps=1e-5, positions="rope", rope_base=500000.0,
+              ffn="swiglu", qkv_bias=False, attn_out_bias=False, mlp_bias=False)
+QWEN3 = dict(vocab_size=151936, context_length=40960, norm="rmsnorm", norm_eps=1e-6, positions="rope",
+             rope_base=1000000.0, ffn="swiglu", qk_norm="per_head", head_dim=128, n_kv_heads=8,
+             qkv_bias=False, attn_out_bias=False, mlp_bias=False)
+
+_CONFIGS = {
+    # GPT-2 (Radford et al., 2019)
+    "gpt2-124m": dict(GPT2, d_model=768, n_layers=12, n_heads=12),
+    "gpt2-xl": dict(GPT2, d_model=1600, n_layers=48, n_heads=25),
+    # Llama 3 (Dubey et al., 2024)
+    "llama3-8b": dict(LLAMA3, context_length=8192, d_model=4096, n_layers=32, n_heads=32, n_kv_heads=8,
+                      d_ff=14336, tie_embeddings=False),
+    "llama3.2-1b": dict(LLAMA3, context_length=131072, d_model=2048, n_layers=16, n_heads=32, n_kv_heads=8,
+                        d_ff=8192, tie_embeddings=True,
+                        rope_scaling=RopeScaling("llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                                                 original_context_length=8192)),
+    # Qwen3 (Yang et al., 2025)
+    "qwen3-0.6b": dict(QWEN3, d_model=1024, n_layers=28, n_heads=16, d_ff=3072, tie_embeddings=True),
+    "qwen3-4b": dict(QWEN3, d_model=2560, n_layers=36, n_heads=32, d_ff=9728, tie_embeddings=True),
+    "qwen3-32b": dict(QWEN3, d_model=5120, n_layers=64, n_heads=64, d_ff=25600, tie_embeddings=False),
+}
+
+# Total parameter counts as published on each model's card or in its paper, for comparison.
+PUBLISHED_PARAMETERS = {
+    "gpt2-124m": 124_000_000,
+    "gpt2-xl": 1_558_000_000,
+    "llama3-8b": 8_030_000_000,
+    "llama3.2-1b": 1_230_000_000,
+    "qwen3-0.6b": 600_000_000,
+    "qwen3-4b": 4_000_000_000,
+    "qwen3-32b": 32_800_000_000,
+}
+
+
+def names() -> list[str]:
+    """The architectures the zoo knows, in the order the course meets them."""
+    return list(_CONFIGS)
+
+
+def get(name: str) -> ModelConfig:
+    """The published config of architecture `name` (see `names()`)."""
+    if name not in _CONFIGS:
+        close = difflib.get_close_matches(str(name), names(), n=3, cutoff=0.4)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise KeyError(f"unknown zoo model {name!r}.{hint} Known: {', '.join(names())}.")
+    return ModelConfig(name=name, **_CONFIGS[name])
+
+
+def tiny(name: str, **overrides) -> ModelConfig:
+    """Architecture `name` shrunk for tests and the CPU: same mechanisms, 2 layers, width 64, 4 heads.
+
+    MHA stays MHA (4 K/V heads), GQA keeps sharing (2 K/V heads), MQA keeps one. Any field can be
+    overridden, e.g. `tiny("llama3-8b", vocab_size=50257)` to train with the GPT-2 tokenizer.
+    """
+    config = get(name)
+    n_heads = 4
+    if config.n_kv_heads == config.n_heads:
+        n_kv_heads = n_heads
+    elif config.n_kv_heads == 1:
+        n_kv_heads = 1
+    else:
+        n_kv_heads = 2
+    small = dict(vocab_size=512, context_length=256, d_model=64, n_layers=2, n_heads=n_heads,
+                 n_kv_heads=n_kv_heads, head_dim=16, d_ff=128 if config.ffn == "gelu_mlp" else 96,
+                 name=f"{name} (tiny)")
+    if config.rope_scaling is not None:
+        small["rope_scaling"] = RopeScaling(config.rope_scaling.kind, factor=4.0,
+                                            low_freq_factor=config.rope_scaling.low_freq_factor,
+                                            high_freq_factor=config.rope_scaling.high_freq_factor,
+                                            original_context_length=64)
+    small.update(overrides)
+    return config.replace(**small)
