@@ -1,0 +1,61 @@
+"""generate(): greedy and sampled decoding, with and without the KV cache."""
+
+import pytest
+import torch
+
+from llmfs import zoo
+from llmfs.generate import generate
+from llmfs.model import Transformer
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return Transformer(zoo.tiny("qwen3-0.6b"))
+
+
+def test_appends_new_tokens(model):
+    idx = torch.randint(0, 512, (2, 5))
+    out = generate(model, idx, max_new_tokens=7)
+    assert out.shape == (2, 12) and torch.equal(out[:, :5], idx)
+
+
+def test_greedy_is_the_argmax_of_a_full_forward(model):
+    idx = torch.randint(0, 512, (1, 5))
+    out = generate(model, idx, max_new_tokens=1)
+    assert out[0, -1] == model(idx)[0, -1].argmax()
+
+
+def test_cache_and_no_cache_give_the_same_tokens(model):
+    idx = torch.randint(0, 512, (3, 4))
+    assert torch.equal(generate(model, idx, 30, use_cache=True), generate(model, idx, 30, use_cache=False))
+    sampled = [generate(model, idx, 30, temperature=0.8, top_k=20, use_cache=flag,
+                        generator=torch.Generator().manual_seed(1)) for flag in (True, False)]
+    assert torch.equal(*sampled)
+
+
+def test_top_k_one_is_greedy(model):
+    idx = torch.randint(0, 512, (1, 4))
+    sampled = generate(model, idx, 10, temperature=1.0, top_k=1, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(sampled, generate(model, idx, 10))
+
+
+def test_restores_training_mode(model):
+    model.train()
+    generate(model, torch.zeros(1, 2, dtype=torch.long), 2)
+    assert model.training
+
+
+def test_generating_past_the_context_is_an_error(model):
+    with pytest.raises(ValueError, match="would exceed context_length=256; ask for at most 6 new tokens"):
+        generate(model, torch.zeros(1, 250, dtype=torch.long), max_new_tokens=7)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(max_new_tokens=-1), "max_new_tokens must be a non-negative integer"),
+    (dict(max_new_tokens=2, temperature=-0.1), "temperature must be >= 0"),
+    (dict(max_new_tokens=2, top_k=0), "top_k must be None or a positive integer"),
+])
+def test_bad_arguments(model, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        generate(model, torch.zeros(1, 2, dtype=torch.long), **kwargs)
