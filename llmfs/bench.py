@@ -1,0 +1,89 @@
+"""Benchmarks that print ratios: `python -m llmfs.bench` lists them, `python -m llmfs.bench NAME` runs one.
+
+Each ends with one line `NAME: <metric> = <value>`, so targets are checked by reading a ratio, not by a
+timed test that would flake on a busy machine.
+"""
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+
+
+def _median_seconds(fn, repeats: int, warmup: bool = True) -> float:
+    if warmup:
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def kv_cache(repeats: int = 3) -> tuple[str, float]:
+    """Decode tokens/s with the KV cache divided by tokens/s without it: 512 new tokens, a small GPT on the CPU."""
+    from . import zoo
+    from .generate import generate
+    from .model import Transformer
+
+    torch.manual_seed(0)
+    config = zoo.tiny("gpt2-124m", d_model=128, n_layers=4, head_dim=32, d_ff=512, context_length=1024)
+    model = Transformer(config).eval()
+    prompt = torch.randint(0, config.vocab_size, (1, 16))
+    new_tokens = 512
+    with_cache = _median_seconds(lambda: generate(model, prompt, new_tokens, use_cache=True), repeats)
+    # Without the cache one run takes about a minute on a laptop CPU, so it is timed once.
+    without = _median_seconds(lambda: generate(model, prompt, new_tokens, use_cache=False), 1, warmup=False)
+    print(f"with cache:    {new_tokens / with_cache:8.1f} tokens/s")
+    print(f"without cache: {new_tokens / without:8.1f} tokens/s")
+    return "speedup", without / with_cache
+
+
+def hf_forward(repeats: int = 5) -> tuple[str, float]:
+    """llmfs forward time divided by transformers' eager forward time, same Llama-style config and weights."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from .hf import from_transformers
+
+    torch.manual_seed(0)
+    hf = LlamaForCausalLM(LlamaConfig(
+        vocab_size=8192, hidden_size=512, intermediate_size=1376, num_hidden_layers=4, num_attention_heads=8,
+        num_key_value_heads=2, max_position_embeddings=1024, attn_implementation="eager",
+    )).eval()
+    ours = from_transformers(hf)
+    idx = torch.randint(0, 8192, (4, 256))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(idx), hf(idx).logits, atol=1e-4, rtol=1e-4)
+        t_ours = _median_seconds(lambda: ours(idx), repeats)
+        t_hf = _median_seconds(lambda: hf(idx), repeats)
+    print(f"llmfs forward:        {t_ours * 1e3:8.1f} ms")
+    print(f"transformers (eager): {t_hf * 1e3:8.1f} ms")
+    return "time ratio", t_ours / t_hf
+
+
+BENCHMARKS = {
+    "kv-cache": (kv_cache, "decode tokens/s with cache / without (target >= 5)"),
+    "hf-forward": (hf_forward, "llmfs forward time / transformers eager forward time (target <= 1.0)"),
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m llmfs.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("name", nargs="?", help="benchmark to run; omit to list them")
+    args = parser.parse_args(argv)
+    if args.name is None:
+        for name, (_, about) in BENCHMARKS.items():
+            print(f"{name:12s} {about}")
+        return 0
+    if args.name not in BENCHMARKS:
+        parser.error(f"unknown benchmark {args.name!r}; choose one of {', '.join(BENCHMARKS)}")
+    metric, value = BENCHMARKS[args.name][0]()
+    print(f"{args.name}: {metric} = {value:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Plots the chapters share: an attention heatmap and training/validation loss curves.
+
+Each function returns its matplotlib Figure and never calls `plt.show()`. A figure it makes
+itself is not registered with pyplot, so a notebook shows it exactly once: as the cell's value.
+Pass `ax` to draw into a figure of your own (for example one panel of several).
+"""
+
+import numpy as np
+import torch
+from matplotlib import ticker
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from .train import History
+
+
+def _new_axes(figsize):
+    """A fresh single-axes Figure, made without pyplot so that it is displayed only when returned."""
+    figure = Figure(figsize=figsize, layout="constrained")
+    return figure.add_subplot()
+
+
+def _to_numpy(array):
+    """A numpy copy of a tensor (any device, any dtype) or array-like."""
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu()
+        array = array.numpy() if array.dtype == torch.bool else array.float().numpy()
+    return np.asarray(array)
+
+
+def plot_attention(weights, x_labels=None, y_labels=None, ax=None, title=None, masked=None, annotate=False):
+    """Heatmap of one (T_q, T_k) attention matrix: row i is how query i spreads over the keys.
+
+    Masked entries (True in `masked`, or non-finite such as -inf scores) are drawn in grey hatching,
+    so "masked" and "weight 0" look different. x_labels name the keys, y_labels the queries;
+    for a square matrix y_labels defaults to x_labels. `annotate=True` writes each value in its cell.
+    """
+    weights = _to_numpy(weights).astype(float)
+    if weights.ndim != 2:
+        raise ValueError(f"weights must be a 2-D (T_q, T_k) matrix, got shape {weights.shape}")
+    n_queries, n_keys = weights.shape
+    if y_labels is None and x_labels is not None and n_queries == n_keys:
+        y_labels = x_labels
+    for name, labels, size in (("x_labels", x_labels, n_keys), ("y_labels", y_labels, n_queries)):
+        if labels is not None and len(labels) != size:
+            raise ValueError(f"{name} has {len(labels)} labels but the matrix has {size} {name[0]} positions")
+    hidden = ~np.isfinite(weights)
+    if masked is not None:
+        masked = _to_numpy(masked)
+        if masked.shape != weights.shape or masked.dtype != bool:
+            raise ValueError(
+                f"masked must be a boolean array of the weights' shape {weights.shape}, "
+                f"got {masked.dtype} {masked.shape}"
+            )
+        hidden |= masked
+
+    ax = ax if ax is not None else _new_axes((1.5 + 0.45 * n_keys, 1.2 + 0.45 * n_queries))
+    shown = np.ma.masked_array(weights, mask=hidden)
+    image = ax.imshow(shown, cmap="viridis", interpolation="nearest", aspect="auto")
+    # Masked pixels are transparent; a grey hatched rectangle behind the image shows through them.
+    background = Rectangle((-0.5, -0.5), n_keys, n_queries, facecolor="0.9", edgecolor="0.6", hatch="//", lw=0)
+    background.set_zorder(-1)  # below the image
+    ax.add_patch(background)
+    ax.figure.colorbar(image, ax=ax, fraction=0.05)
+    if annotate:
+        visible = shown.compressed()
+        middle = (visible.min() + visible.max()) / 2 if visible.size else 0.0
+        for (i, j), value in np.ndenumerate(weights):
+            if not hidden[i, j]:
+                color = "black" if value > middle else "white"
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8, color=color)
+    ax.set_xticks(range(n_keys), x_labels if x_labels is not None else range(n_keys), rotation=90)
+    ax.set_yticks(range(n_queries), y_labels if y_labels is not None else range(n_queries))
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query (attending)")
+    if title is not None:
+        ax.set_title(title)
+    return ax.figure
+
+
+def plot_losses(histories, ax=None, title=None, x="step", log_scale=False, ylabel="loss (nats per token)"):
+    """Training (dashed) and validation (solid) loss curves of one `History` or a dict name -> History.
+
+    Runs share a colour per name. x="step" puts optimizer steps on the x axis, x="tokens" the
+    number of training tokens seen; log_scale=True makes the loss axis logarithmic.
+    """
+    if isinstance(histories, History):
+        histories = {None: histories}
+    if not isinstance(histories, dict) or not histories:
+        raise TypeError("histories must be a History or a non-empty dict mapping names to History")
+    for name, history in histories.items():
+        if not isinstance(history, History):
+            raise TypeError(f"histories[{name!r}] must be a History, got {type(history).__name__}")
+    x_fields = {"step": ("steps", "step"), "tokens": ("tokens_seen", "tokens seen")}
+    if x not in x_fields:
+        raise ValueError(f"x must be one of {sorted(x_fields)}, got {x!r}")
+    x_field, xlabel = x_fields[x]
+
+    ax = ax if ax is not None else _new_axes((6.4, 4.0))
+    for index, (name, history) in enumerate(histories.items()):
+        color = f"C{index % 10}"
+        prefix = "" if name is None else f"{name} "
+        xs = getattr(history, x_field)
+        ax.plot(xs, history.train_loss, linestyle="--", color=color, label=f"{prefix}train")
+        if history.val_loss:
+            ax.plot(xs, history.val_loss, linestyle="-", color=color, label=f"{prefix}val")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if x == "step":
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    if log_scale:
+        ax.set_yscale("log")
+        # Plain numbers (3, 4, 5) rather than 10^0.5-style labels: losses span well under a decade.
+        ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%g"))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title is not None:
+        ax.set_title(title)
+    return ax.figure

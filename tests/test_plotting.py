@@ -1,0 +1,119 @@
+"""The shared plots return a Figure, draw what they were given, and refuse shapes that do not fit."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib import pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from llmfs.plotting import plot_attention, plot_losses  # noqa: E402
+from llmfs.train import History  # noqa: E402
+
+
+def causal_weights(n):
+    scores = torch.randn(n, n).masked_fill(~torch.tril(torch.ones(n, n, dtype=torch.bool)), float("-inf"))
+    return scores.softmax(dim=-1)  # (n, n), zero above the diagonal
+
+
+def history(offset=0.0):
+    return History(
+        steps=[10, 20, 30], train_loss=[3.0 + offset, 2.0, 1.5], val_loss=[3.1, 2.4, 2.3], tokens_seen=[80, 160, 240]
+    )
+
+
+# --- attention ---
+
+
+def test_plot_attention_returns_figure_with_labels():
+    tokens = ["The", "cat", "sat", "down"]
+    figure = plot_attention(causal_weights(4), tokens, title="head 0")
+    assert isinstance(figure, Figure)
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == tokens
+    assert [t.get_text() for t in ax.get_yticklabels()] == tokens  # square: y labels default to x labels
+    assert ax.get_title() == "head 0"
+    figure.canvas.draw()
+
+
+def test_plot_attention_is_not_registered_with_pyplot():
+    before = plt.get_fignums()
+    plot_attention(np.eye(3))
+    assert plt.get_fignums() == before
+
+
+def test_plot_attention_marks_masked_cells():
+    weights = causal_weights(3)
+    image = plot_attention(weights, masked=weights == 0).axes[0].images[0]
+    assert image.get_array().mask.tolist() == [[False, True, True], [False, False, True], [False, False, False]]
+    scores = torch.tensor([[0.5, float("-inf")], [0.1, 0.2]])  # raw scores: -inf counts as masked
+    image = plot_attention(scores).axes[0].images[0]
+    assert image.get_array().mask.tolist() == [[False, True], [False, False]]
+
+
+def test_plot_attention_rectangular_with_annotations_and_given_axes():
+    figure = Figure()
+    ax = figure.add_subplot()
+    returned = plot_attention(np.full((2, 5), 0.2), x_labels=list("abcde"), y_labels=["q1", "q2"], ax=ax, annotate=True)
+    assert returned is figure
+    assert len(ax.texts) == 10
+
+
+@pytest.mark.parametrize(
+    "weights, kwargs, match",
+    [
+        (np.ones(4), {}, "2-D"),
+        (np.ones((2, 3, 3)), {}, "2-D"),
+        (np.ones((3, 3)), {"x_labels": ["a", "b"]}, "x_labels has 2 labels"),
+        (np.ones((2, 3)), {"x_labels": ["a", "b", "c"], "y_labels": ["a"]}, "y_labels has 1 labels"),
+        (np.ones((3, 3)), {"masked": np.zeros((2, 2), dtype=bool)}, "masked must be a boolean"),
+        (np.ones((3, 3)), {"masked": np.zeros((3, 3))}, "masked must be a boolean"),
+    ],
+)
+def test_plot_attention_rejects_bad_shapes(weights, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        plot_attention(weights, **kwargs)
+
+
+# --- losses ---
+
+
+def test_plot_losses_one_history():
+    figure = plot_losses(history(), title="run")
+    assert isinstance(figure, Figure)
+    ax = figure.axes[0]
+    train_line, val_line = ax.get_lines()
+    assert train_line.get_linestyle() == "--" and val_line.get_linestyle() == "-"
+    assert list(train_line.get_xdata()) == [10, 20, 30]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "val"]
+    assert ax.get_xlabel() == "step" and ax.get_title() == "run"
+
+
+def test_plot_losses_several_runs_tokens_and_log_scale():
+    no_val = History(steps=[5], train_loss=[2.0], tokens_seen=[40])
+    figure = plot_losses({"small": history(), "big": history(0.5), "no val": no_val}, x="tokens", log_scale=True)
+    ax = figure.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["small train", "small val", "big train", "big val", "no val train"]
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "tokens seen"
+    small_train, small_val, big_train = ax.get_lines()[:3]
+    assert small_train.get_color() == small_val.get_color() != big_train.get_color()
+    assert list(small_train.get_xdata()) == [80, 160, 240]
+    figure.canvas.draw()
+
+
+@pytest.mark.parametrize(
+    "histories, kwargs, error, match",
+    [
+        ({}, {}, TypeError, "non-empty dict"),
+        ([1.0, 2.0], {}, TypeError, "History"),
+        ({"a": [1.0]}, {}, TypeError, r"histories\['a'\]"),
+        (History(), {"x": "epoch"}, ValueError, "x must be one of"),
+    ],
+)
+def test_plot_losses_rejects_bad_input(histories, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        plot_losses(histories, **kwargs)
