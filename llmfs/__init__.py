@@ -6,9 +6,25 @@ Every chapter notebook imports what it builds from here, so the book and the pac
 __version__ = "0.1.0"
 
 # --- core model: config, attention, Transformer, cache, generation, zoo ---
+from . import hf, zoo
+from .attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
+from .cache import KVCache
+from .config import ConfigError, LayerSpec, ModelConfig, RopeScaling
+from .counting import ParameterCount, count_parameters, kv_cache_bytes
+from .generate import generate
+from .model import Transformer
 
 # --- data: tokenizer, corpus, windows, training loop, plotting ---
+from .datasets import TokenWindows, corpus_names, load_corpus, make_loaders, train_val_split
+from .plotting import plot_attention, plot_losses
+from .tokenizer import get_tokenizer, tokenizer_names
+from .train import History, evaluate, lm_loss, set_seed, train
 
 # --- notebook helpers and exercises ---
+from . import exercises
+from .notebook import glue, pick_device, show
 
 # --- chapter 1: recurrent encoder-decoder ---
+from . import rnn, tasks
+from .rnn import AdditiveAttention, Seq2Seq, accuracy_by_length, build_seq2seq, train_seq2seq
+from .tasks import RecallTask

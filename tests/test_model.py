@@ -6,7 +6,8 @@ import torch
 from llmfs import zoo
 from llmfs.cache import KVCache
 from llmfs.config import LayerSpec, ModelConfig
-from llmfs.model import PostNorm, PreNorm, Transformer
+from llmfs.model import Transformer
+from llmfs.residual import PostNorm, PreNorm
 
 
 @pytest.mark.parametrize("name", zoo.names())
