@@ -1,0 +1,153 @@
+"""Checks of every chapter notebook without a kernel: table of contents, setup cell, and self-checking exercises.
+
+Solution cells run on their own in a namespace holding only the setup names (SETUP_NAMES), so chapter
+authors keep them self-contained apart from those names (book/instructors.md says so).
+"""
+
+import re
+
+import nbformat
+import pytest
+import yaml
+
+import llmfs
+from llmfs import course
+
+SETUP_NAMES = "import torch, math\nimport torch.nn as nn\nimport torch.nn.functional as F\nimport llmfs\n"
+CHECK_CALL = re.compile(r"""llmfs\.exercises\.check\(\s*["']([^"']+)["']\s*,\s*(\w+)\s*\)""")
+
+TOC = yaml.safe_load((course.REPO_ROOT / "_toc.yml").read_text(encoding="utf-8"))
+NUMBERED_CHAPTERS = [
+    entry["file"] for part in TOC.get("parts", []) if part.get("numbered") for entry in part["chapters"]
+]
+NOTEBOOKS = course.chapter_notebooks()
+
+
+def toc_name(path) -> str:
+    """The notebook's entry in _toc.yml: its path from the repository root, without suffix."""
+    return path.relative_to(course.REPO_ROOT).with_suffix("").as_posix()
+
+
+def chapter_prefix(path) -> str:
+    """The exercise-id prefix of a chapter, `chNN`, from its position in the numbered part of _toc.yml."""
+    return f"ch{NUMBERED_CHAPTERS.index(toc_name(path)) + 1:02d}"
+
+
+def exercises_of(notebook) -> list[tuple[str, str, str]]:
+    """Return (exercise id, function name, solution cell source) for each check cell of a notebook.
+
+    The solution is the nearest code cell with a `### BEGIN SOLUTION` marker before the check cell.
+    """
+    found, solution = [], None
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        if course.BEGIN_SOLUTION in cell.source:
+            solution = cell.source
+        for exercise_id, function_name in CHECK_CALL.findall(cell.source):
+            assert solution is not None, f"check of {exercise_id} has no solution cell before it"
+            found.append((exercise_id, function_name, solution))
+            solution = None
+    return found
+
+
+def run_check(source: str, exercise_id: str, function_name: str) -> bool:
+    """Exec a solution cell in a namespace with only the setup names, then check its function."""
+    namespace: dict = {}
+    exec(SETUP_NAMES, namespace)
+    exec(compile(source, f"<{exercise_id} solution>", "exec"), namespace)
+    return llmfs.exercises.check(exercise_id, namespace[function_name])
+
+
+def test_setup_cell_is_rendered_from_the_repository_url():
+    url = yaml.safe_load((course.REPO_ROOT / "_config.yml").read_text(encoding="utf-8"))["repository"]["url"]
+    assert course.setup_cell_source() == (
+        "# Setup: in Colab this installs llmfs; locally and in CI it is already installed.\n"
+        "import importlib.util\n"
+        'if importlib.util.find_spec("llmfs") is None:\n'
+        f'    %pip install -q "llmfs @ git+{url}"\n'
+        "import llmfs\n"
+        "DEVICE = llmfs.pick_device()"
+    )
+
+
+def test_stub_keeps_the_marker_indentation():
+    source = "def f(x):\n    ### BEGIN SOLUTION\n    y = x + 1\n    return y\n    ### END SOLUTION\n\nprint(f)"
+    stub = course.stub_solutions(source)
+    assert stub.splitlines()[:3] == [
+        "def f(x):",
+        "    # YOUR CODE HERE",
+        f"    raise NotImplementedError({course.STUB_MESSAGE!r})",
+    ]
+    assert "x + 1" not in stub and "SOLUTION" not in stub and stub.endswith("\n\nprint(f)")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "### BEGIN SOLUTION\nx = 1",
+        "x = 1\n### END SOLUTION",
+        "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION",
+    ],
+)
+def test_unbalanced_markers_are_refused(source):
+    with pytest.raises(ValueError, match="SOLUTION"):
+        course.stub_solutions(source)
+
+
+def test_student_edition_and_sync_setup_on_a_toy_chapter(tmp_path):
+    solution = "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# Toy"),
+            nbformat.v4.new_code_cell("import llmfs", outputs=[nbformat.v4.new_output("stream", text="hi")]),
+            nbformat.v4.new_code_cell(solution, execution_count=2),
+        ]
+    )
+    chapter = tmp_path / "toy.ipynb"
+    nbformat.write(notebook, chapter)
+
+    assert course.sync_setup([chapter]) == [chapter]
+    assert course.sync_setup([chapter]) == []
+    assert course.first_code_cell(nbformat.read(chapter, as_version=4)).source == course.setup_cell_source()
+
+    [student] = course.write_student_edition([chapter], tmp_path / "student")
+    cells = nbformat.read(student, as_version=4).cells
+    assert all(cell.outputs == [] and cell.execution_count is None for cell in cells if cell.cell_type == "code")
+    assert cells[2].source == course.stub_solutions(solution)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_chapter_is_in_the_table_of_contents(path):
+    assert toc_name(path) in NUMBERED_CHAPTERS, f"add `- file: {toc_name(path)}` to the Chapters part of _toc.yml"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_chapter_starts_with_the_setup_cell(path):
+    cell = course.first_code_cell(nbformat.read(path, as_version=4))
+    assert cell is not None and cell.source == course.setup_cell_source(), "run `python -m llmfs.course sync-setup`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_solution_markers_are_balanced(path):
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "code":
+            course.stub_solutions(cell.source)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_chapter_checks_exactly_its_registered_exercises(path):
+    checked = [exercise_id for exercise_id, _, _ in exercises_of(nbformat.read(path, as_version=4))]
+    prefix = chapter_prefix(path)
+    registered = {exercise_id for exercise_id in llmfs.exercises.ids() if exercise_id.startswith(prefix + ".")}
+    assert checked, f"{path.name} has no exercise check cell"
+    assert set(checked) == registered, f"checked in the notebook: {sorted(checked)}; registered: {sorted(registered)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_solutions_pass_and_student_stubs_are_not_implemented(path, capsys):
+    for exercise_id, function_name, solution in exercises_of(nbformat.read(path, as_version=4)):
+        assert run_check(solution, exercise_id, function_name), capsys.readouterr().out
+        capsys.readouterr()
+        assert not run_check(course.stub_solutions(solution), exercise_id, function_name)
+        assert "not implemented yet" in capsys.readouterr().out
