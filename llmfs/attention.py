@@ -20,7 +20,7 @@ def causal_mask(T: int, device=None) -> torch.Tensor:
 
 
 def position_mask(q_positions: torch.Tensor, k_positions: torch.Tensor) -> torch.Tensor:
-    """(T_q, T_k) boolean mask for queries and keys at arbitrary positions: a key is visible if it is not in the future."""
+    """(T_q, T_k) boolean mask for queries and keys at any positions: a key is visible unless it is in the future."""
     return k_positions[None, :] <= q_positions[:, None]
 
 

@@ -6,8 +6,6 @@ a little (Qwen3 from Llama) subclasses it. `transformers` is needed only by the 
 its objects, never to import llmfs.
 """
 
-import torch
-
 from .config import ModelConfig, RopeScaling
 from .model import Transformer
 
@@ -20,7 +18,8 @@ def _require(hf_config, attribute: str, allowed) -> None:
     value = getattr(hf_config, attribute, None)
     if value not in allowed:
         raise ConversionError(
-            f"{hf_config.model_type}: {attribute}={value!r} is not supported; llmfs reproduces {sorted(map(str, allowed))}."
+            f"{hf_config.model_type}: {attribute}={value!r} is not supported; "
+            f"llmfs reproduces {sorted(map(str, allowed))}."
         )
 
 
@@ -82,7 +81,9 @@ class LlamaFamily:
         rope = dict(getattr(hf, "rope_parameters", None) or {})
         rope_type = rope.get("rope_type", "default")
         if rope_type not in cls.rope_types:
-            raise ConversionError(f"{hf.model_type}: rope_type={rope_type!r} is not supported; llmfs reproduces {list(cls.rope_types)}.")
+            raise ConversionError(
+                f"{hf.model_type}: rope_type={rope_type!r} is not supported; llmfs reproduces {list(cls.rope_types)}."
+            )
         scaling = None
         if rope_type == "llama3":
             scaling = RopeScaling("llama3", factor=rope["factor"], low_freq_factor=rope["low_freq_factor"],

@@ -32,7 +32,7 @@ def rope_frequencies(head_dim: int, base: float = 10000.0, scaling: RopeScaling 
 
 
 def llama3_scaled_frequencies(inv_freq: torch.Tensor, scaling: RopeScaling) -> torch.Tensor:
-    """Llama 3.1's scaling: slow (long-wavelength) pairs are divided by `factor`, fast pairs kept, a smooth ramp between."""
+    """Llama 3.1's scaling: slow (long-wavelength) pairs divided by `factor`, fast pairs kept, a ramp between."""
     low_freq_wavelen = scaling.original_context_length / scaling.low_freq_factor
     high_freq_wavelen = scaling.original_context_length / scaling.high_freq_factor
     wavelen = 2 * math.pi / inv_freq
