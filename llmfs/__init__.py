@@ -18,7 +18,7 @@ from .model import Transformer
 from .datasets import TokenWindows, corpus_names, load_corpus, make_loaders, train_val_split
 from .plotting import plot_attention, plot_losses
 from .tokenizer import get_tokenizer, tokenizer_names
-from .train import History, evaluate, lm_loss, set_seed, train
+from .training import History, evaluate, lm_loss, set_seed, train
 
 # --- notebook helpers and exercises ---
 from . import exercises

@@ -1,23 +1,28 @@
 """Plots the chapters share: an attention heatmap and training/validation loss curves.
 
-Each function returns its matplotlib Figure and never calls `plt.show()`. A figure it makes
-itself is not registered with pyplot, so a notebook shows it exactly once: as the cell's value.
+Each function returns its matplotlib Figure and never calls `plt.show()`; a notebook shows it
+exactly once, as the cell's value.
 Pass `ax` to draw into a figure of your own (for example one panel of several).
 """
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib import ticker
-from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .train import History
+from .training import History
 
 
 def _new_axes(figsize):
-    """A fresh single-axes Figure, made without pyplot so that it is displayed only when returned."""
-    figure = Figure(figsize=figsize, layout="constrained")
-    return figure.add_subplot()
+    """A fresh single-axes figure, closed at once so that it is displayed only when returned.
+
+    It is made through pyplot because, in a notebook, that activates the inline backend which
+    renders a returned Figure as an image (a Figure made without pyplot shows only as text).
+    """
+    figure, ax = plt.subplots(figsize=figsize, layout="constrained")
+    plt.close(figure)
+    return ax
 
 
 def _to_numpy(array):

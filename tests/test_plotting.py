@@ -11,7 +11,7 @@ from matplotlib import pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from llmfs.plotting import plot_attention, plot_losses  # noqa: E402
-from llmfs.train import History  # noqa: E402
+from llmfs.training import History  # noqa: E402
 
 
 def causal_weights(n):

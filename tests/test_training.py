@@ -6,7 +6,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from llmfs.datasets import TokenWindows
-from llmfs.train import History, evaluate, lm_loss, set_seed, train
+from llmfs.training import History, evaluate, lm_loss, set_seed, train
 
 VOCAB = 16
 
