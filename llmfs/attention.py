@@ -36,12 +36,42 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     return weights @ v, weights
 
 
+class PerHeadQKNorm(RMSNorm):
+    """QK-norm per head (Qwen3): RMSNorm over each head's head_dim features, one weight shared by all heads.
+
+    Takes a projection (B, T, n_heads * head_dim) and returns it in the same shape.
+    """
+
+    def __init__(self, config, n_heads: int):
+        super().__init__(config.head_dim, config.norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.unflatten(-1, (-1, self.weight.shape[0]))).flatten(-2)
+
+
+class FullQKNorm(RMSNorm):
+    """QK-norm at full width (OLMo 2): one RMSNorm over the whole projection, all n_heads * head_dim features."""
+
+    def __init__(self, config, n_heads: int):
+        super().__init__(n_heads * config.head_dim, config.norm_eps)
+
+
+class NoQKNorm(nn.Identity):
+    """No QK-norm: queries and keys go to attention as projected."""
+
+    def __init__(self, config, n_heads: int):
+        super().__init__()
+
+
+QK_NORMS = {None: NoQKNorm, "per_head": PerHeadQKNorm, "full": FullQKNorm}
+
+
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with n_kv_heads key/value heads shared by groups of query heads.
 
     Each of the n_heads query heads reads key/value head `h // (n_heads // n_kv_heads)`; fewer K/V
-    heads mean a smaller KV cache (chapter 3). Optional per-head QK-norm (Qwen3) is applied before
-    the layer's position encoding.
+    heads mean a smaller KV cache (chapter 3). Optional QK-norm, per head (Qwen3) or at full width
+    (OLMo 2), is applied to the projections before the layer's position encoding (chapter 7).
     """
 
     def __init__(self, config, spec):
@@ -52,9 +82,8 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(d, kv_dim, bias=config.qkv_bias)
         self.v_proj = nn.Linear(d, kv_dim, bias=config.qkv_bias)
         self.out_proj = nn.Linear(q_dim, d, bias=config.attn_out_bias)
-        per_head_norm = config.qk_norm == "per_head"
-        self.q_norm = RMSNorm(config.head_dim, config.norm_eps) if per_head_norm else nn.Identity()
-        self.k_norm = RMSNorm(config.head_dim, config.norm_eps) if per_head_norm else nn.Identity()
+        self.q_norm = QK_NORMS[config.qk_norm](config, config.n_heads)  # identity when config.qk_norm is None
+        self.k_norm = QK_NORMS[config.qk_norm](config, config.n_kv_heads)
         self.positions = LAYER_POSITIONS[spec.positions](config)
         self.dropout = config.dropout
 
@@ -65,10 +94,9 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor, cache=None) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim)  # (B, T, n_heads, head_dim)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim)  # (B, T, n_kv_heads, head_dim)
+        q = self.q_norm(self.q_proj(x)).view(B, T, self.n_heads, self.head_dim)  # (B, T, n_heads, head_dim)
+        k = self.k_norm(self.k_proj(x)).view(B, T, self.n_kv_heads, self.head_dim)  # (B, T, n_kv_heads, head_dim)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim)
-        q, k = self.q_norm(q), self.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, head_dim)
         q, k = self.positions(q, k, positions)
         if cache is not None:

@@ -33,22 +33,31 @@ def _positive(field_name: str, value) -> None:
 ATTENTION_KINDS = ("multi_head",)
 FFN_KINDS = ("gelu_mlp", "swiglu", "geglu")
 NORM_KINDS = ("layernorm", "rmsnorm")
-NORM_PLACEMENTS = ("pre", "post")
+NORM_PLACEMENTS = ("pre", "post", "post_sublayer", "sandwich")
 MODEL_POSITIONS = ("learned", "rope", "none")
 LAYER_POSITIONS = ("rope", "none")
-QK_NORMS = (None, "per_head")
-ROPE_SCALINGS = ("llama3",)
+QK_NORMS = (None, "per_head", "full")
+ROPE_SCALINGS = ("linear", "ntk", "yarn", "llama3")
 
 
 @dataclass(frozen=True)
 class RopeScaling:
-    """Llama 3's RoPE frequency scaling: stretch long wavelengths by `factor`, keep short ones (chapter 8)."""
+    """RoPE frequencies rescaled for a context `factor` times longer than trained on (chapter 8).
+
+    kind: "linear" (position interpolation), "ntk" (NTK-aware larger base), "yarn" (ramp between kept and
+    interpolated pairs, plus an attention factor), "llama3" (Llama 3.1's wavelength-based ramp).
+    low/high_freq_factor are Llama 3's; beta_fast/beta_slow and attention_factor (None: 0.1 ln(factor) + 1)
+    are YaRN's; original_context_length is used by "yarn" and "llama3".
+    """
 
     kind: str = "llama3"
     factor: float = 8.0
     low_freq_factor: float = 1.0
     high_freq_factor: float = 4.0
     original_context_length: int = 8192
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    attention_factor: float | None = None
 
     def __post_init__(self):
         _choice("rope_scaling.kind", self.kind, ROPE_SCALINGS)
@@ -60,6 +69,12 @@ class RopeScaling:
                 f"{self.low_freq_factor!r} and {self.high_freq_factor!r}."
             )
         _positive("rope_scaling.original_context_length", self.original_context_length)
+        if not 0 < self.beta_slow < self.beta_fast:
+            raise ConfigError(
+                f"rope_scaling needs 0 < beta_slow < beta_fast, got {self.beta_slow!r} and {self.beta_fast!r}."
+            )
+        if self.attention_factor is not None and not self.attention_factor > 0:
+            raise ConfigError(f"rope_scaling.attention_factor must be positive or None, got {self.attention_factor!r}.")
 
 
 @dataclass(frozen=True)
@@ -103,7 +118,8 @@ class ModelConfig:
     positions: str = "learned"  # learned absolute (GPT-2), rotary in every layer (Llama), or none (NoPE)
     rope_base: float = 10000.0
     rope_scaling: RopeScaling | None = None
-    qk_norm: str | None = None  # "per_head": RMSNorm over each head's queries and keys (Qwen3)
+    rotary_fraction: float = 1.0  # partial RoPE: rotate only this leading fraction of each head's dimensions
+    qk_norm: str | None = None  # RMSNorm on q and k: "per_head" (Qwen3) or "full" width, all heads at once (OLMo 2)
     qkv_bias: bool = True
     attn_out_bias: bool = True
     mlp_bias: bool = True
@@ -152,8 +168,22 @@ class ModelConfig:
         uses_rope = any(spec.positions == "rope" for spec in self.layers)
         if uses_rope and self.head_dim % 2:
             raise ConfigError(f"head_dim={self.head_dim} must be even for RoPE, which rotates pairs of dimensions.")
+        if not isinstance(self.rotary_fraction, (int, float)) or isinstance(self.rotary_fraction, bool) \
+                or not 0 < self.rotary_fraction <= 1:
+            raise ConfigError(f"rotary_fraction must be in (0, 1], got {self.rotary_fraction!r}.")
+        rotary = self.head_dim * self.rotary_fraction
+        if uses_rope and (abs(rotary - round(rotary)) > 1e-6 or round(rotary) % 2 or round(rotary) == 0):
+            raise ConfigError(
+                f"rotary_fraction={self.rotary_fraction!r} of head_dim={self.head_dim} gives {rotary:g} rotated "
+                "dimensions; RoPE needs a whole, even, nonzero number of them."
+            )
         if uses_rope and self.positions == "learned":
             raise ConfigError("positions='learned' cannot be combined with layers that use RoPE.")
+
+    @property
+    def rotary_dim(self) -> int:
+        """How many leading dimensions of each head RoPE rotates: head_dim, or less under partial RoPE."""
+        return round(self.head_dim * self.rotary_fraction)
 
     def default_layer(self) -> LayerSpec:
         """The block every layer gets unless `layers` says otherwise."""

@@ -6,6 +6,8 @@ a little (Qwen3 from Llama) subclasses it. `transformers` is needed only by the 
 its objects, never to import llmfs.
 """
 
+import dataclasses
+
 from .config import ModelConfig, RopeScaling
 from .model import Transformer
 
@@ -21,6 +23,33 @@ def _require(hf_config, attribute: str, allowed) -> None:
             f"{hf_config.model_type}: {attribute}={value!r} is not supported; "
             f"llmfs reproduces {sorted(map(str, allowed))}."
         )
+
+
+def _rope_scaling(model_type: str, rope: dict) -> RopeScaling | None:
+    """The llmfs RopeScaling of transformers' `rope_parameters` (chapter 8), or None for plain RoPE."""
+    if rope.get("partial_rotary_factor", 1.0) != 1.0:
+        raise ConversionError(f"{model_type}: partial_rotary_factor={rope['partial_rotary_factor']!r} is not "
+                              "supported for this family; its attention rotates every dimension.")
+    kind = rope.get("rope_type", "default")
+    if kind == "default":
+        return None
+    if kind == "linear":
+        return RopeScaling("linear", factor=rope["factor"])
+    if kind == "llama3":
+        return RopeScaling("llama3", factor=rope["factor"], low_freq_factor=rope["low_freq_factor"],
+                           high_freq_factor=rope["high_freq_factor"],
+                           original_context_length=rope["original_max_position_embeddings"])
+    if kind == "yarn":
+        for key, allowed in (("mscale", (None,)), ("mscale_all_dim", (None,)), ("truncate", (None, True))):
+            if rope.get(key) not in allowed:
+                raise ConversionError(f"{model_type}: yarn {key}={rope[key]!r} is not supported; llmfs reproduces "
+                                      f"{list(allowed)}.")
+        if rope.get("factor") is None:
+            raise ConversionError(f"{model_type}: yarn needs an explicit factor.")
+        return RopeScaling("yarn", factor=rope["factor"], beta_fast=rope.get("beta_fast") or 32.0,
+                           beta_slow=rope.get("beta_slow") or 1.0, attention_factor=rope.get("attention_factor"),
+                           original_context_length=rope["original_max_position_embeddings"])
+    raise ConversionError(f"{model_type}: rope_type={kind!r} has no llmfs RopeScaling.")
 
 
 class Gpt2Family:
@@ -69,7 +98,7 @@ class Gpt2Family:
 class LlamaFamily:
     """Llama: RoPE (optionally Llama 3 scaled), RMSNorm, SwiGLU, GQA, separate q/k/v projections."""
 
-    rope_types = ("default", "llama3")
+    rope_types = ("default", "linear", "yarn", "llama3")
 
     @classmethod
     def config(cls, hf) -> ModelConfig:
@@ -84,11 +113,7 @@ class LlamaFamily:
             raise ConversionError(
                 f"{hf.model_type}: rope_type={rope_type!r} is not supported; llmfs reproduces {list(cls.rope_types)}."
             )
-        scaling = None
-        if rope_type == "llama3":
-            scaling = RopeScaling("llama3", factor=rope["factor"], low_freq_factor=rope["low_freq_factor"],
-                                  high_freq_factor=rope["high_freq_factor"],
-                                  original_context_length=rope["original_max_position_embeddings"])
+        scaling = _rope_scaling(hf.model_type, rope)
         bias = bool(getattr(hf, "attention_bias", False))
         return dict(
             vocab_size=hf.vocab_size, context_length=hf.max_position_embeddings, d_model=hf.hidden_size,
@@ -145,7 +170,48 @@ class Qwen3Family(LlamaFamily):
         return ModelConfig(**cls.config_fields(hf), qk_norm="per_head")
 
 
-FAMILIES = {"gpt2": Gpt2Family, "llama": LlamaFamily, "qwen3": Qwen3Family}
+class Olmo2Family(LlamaFamily):
+    """OLMo 2 = Llama with the norms moved onto each sublayer's output, inside the residual branch
+    (x + norm(f(x))), and RMSNorm over the whole query and key projections (full-width QK-norm).
+    """
+
+    rope_types = ("default",)
+    layer_names = {
+        **LlamaFamily.layer_names,
+        "attention.norm": "post_attention_layernorm",
+        "ffn.norm": "post_feedforward_layernorm",
+        "attention.sublayer.q_norm": "self_attn.q_norm",
+        "attention.sublayer.k_norm": "self_attn.k_norm",
+    }
+
+    @classmethod
+    def config(cls, hf) -> ModelConfig:
+        _require(hf, "hidden_act", ("silu",))
+        return ModelConfig(**cls.config_fields(hf), norm_placement="post_sublayer", qk_norm="full")
+
+
+class SmolLM3Family(LlamaFamily):
+    """SmolLM3 = Llama whose `no_rope_layers` (1 = RoPE, 0 = none) leave RoPE out of some layers (NoPE)."""
+
+    @classmethod
+    def config(cls, hf) -> ModelConfig:
+        _require(hf, "hidden_act", ("silu",))
+        _require(hf, "use_sliding_window", (False, None))
+        if "sliding_attention" in (getattr(hf, "layer_types", None) or ()):
+            raise ConversionError(f"{hf.model_type}: sliding-window layers are not supported.")
+        uniform = ModelConfig(**cls.config_fields(hf))
+        flags = list(hf.no_rope_layers)
+        if len(flags) < hf.num_hidden_layers or set(flags) - {0, 1}:
+            raise ConversionError(f"{hf.model_type}: no_rope_layers must hold a 0 or 1 for each of the "
+                                  f"{hf.num_hidden_layers} layers, got {flags!r}.")
+        spec = uniform.default_layer()
+        layers = tuple(dataclasses.replace(spec, positions="rope" if flag else "none")
+                       for flag in flags[:hf.num_hidden_layers])
+        return uniform.replace(layers=layers)
+
+
+FAMILIES = {"gpt2": Gpt2Family, "llama": LlamaFamily, "qwen3": Qwen3Family, "olmo2": Olmo2Family,
+            "smollm3": SmolLM3Family}
 
 
 def _family(hf_config):
@@ -156,7 +222,7 @@ def _family(hf_config):
 
 
 def config_from_transformers(hf_config) -> ModelConfig:
-    """The llmfs config of a transformers config (GPT-2, Llama or Qwen3 family)."""
+    """The llmfs config of a transformers config of any family in `FAMILIES`."""
     return _family(hf_config).config(hf_config)
 
 

@@ -1,9 +1,16 @@
-"""Position encodings: learned absolute positions (GPT-2) and rotary embeddings, RoPE (Su et al., 2021).
+"""Position encodings: learned absolute positions (GPT-2), sinusoids (the original Transformer), rotary
+embeddings, RoPE (Su et al., 2021), and no positions at all (NoPE).
 
 RoPE rotates each pair of query/key dimensions by an angle proportional to the token's position, so
 the dot product of a query at m and a key at n depends only on n - m. Chapter 8 derives it; here is
-the implementation every model uses. The pairs are split halves (dimension i with i + head_dim/2), the
-layout of Hugging Face checkpoints.
+the implementation every model uses. The model pairs split halves (dimension i with i + rotary_dim/2),
+the layout of Hugging Face checkpoints; `apply_rope(..., layout="pairs")` is the interleaved layout of
+the RoPE paper and of Meta's original checkpoints, and `halves_from_pairs` converts between them.
+
+Two options are chosen by the config, never by the model family:
+- partial RoPE: `rotary_fraction < 1` rotates only the first `rotary_dim` dimensions of every head;
+- context extension: `RopeScaling(kind=...)` rescales the frequencies ("linear" position interpolation,
+  "ntk"-aware base change, "yarn", "llama3"); YaRN also scales the attention logits.
 """
 
 import math
@@ -11,7 +18,7 @@ import math
 import torch
 import torch.nn as nn
 
-from .config import RopeScaling
+from .config import ROPE_SCALINGS, RopeScaling
 
 
 class LearnedPositions(nn.Module):
@@ -25,14 +32,85 @@ class LearnedPositions(nn.Module):
         return self.embedding(positions)
 
 
+def sinusoidal_positions(n_positions: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
+    """The original Transformer's fixed encodings, (n_positions, d_model): sin in even dims, cos in odd ones.
+
+    Dimension pair i oscillates with frequency base^(-2i/d_model) -- the same frequencies RoPE uses.
+    """
+    if d_model % 2:
+        raise ValueError(f"d_model={d_model} must be even: sinusoids come in (sin, cos) pairs.")
+    angles = torch.arange(n_positions).float()[:, None] * rope_frequencies(d_model, base)[None, :]
+    out = torch.empty(n_positions, d_model)
+    out[:, 0::2], out[:, 1::2] = angles.sin(), angles.cos()
+    return out
+
+
+# --- RoPE frequencies and their context-extension rescalings ------------------------------------------
+
+
 def rope_frequencies(head_dim: int, base: float = 10000.0, scaling: RopeScaling | None = None) -> torch.Tensor:
-    """The rotation speed of each dimension pair, theta_i = base^(-2i/head_dim), shape (head_dim // 2,)."""
-    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
-    return inv_freq if scaling is None else llama3_scaled_frequencies(inv_freq, scaling)
+    """The rotation speed of each dimension pair, theta_i = base^(-2i/head_dim), shape (head_dim // 2,).
+
+    `head_dim` is the number of rotated dimensions (the rotary dimension under partial RoPE). With a
+    `scaling`, the frequencies are rescaled for a longer context (see ROPE_SCALING_FUNCTIONS).
+    """
+    if head_dim < 2 or head_dim % 2:
+        raise ValueError(f"RoPE rotates pairs of dimensions: the rotary dimension must be even and >= 2, got {head_dim}.")
+    if scaling is not None:
+        return ROPE_SCALING_FUNCTIONS[scaling.kind](head_dim, base, scaling)
+    return 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
 
 
-def llama3_scaled_frequencies(inv_freq: torch.Tensor, scaling: RopeScaling) -> torch.Tensor:
-    """Llama 3.1's scaling: slow (long-wavelength) pairs divided by `factor`, fast pairs kept, a ramp between."""
+def linear_scaled_frequencies(head_dim: int, base: float, scaling: RopeScaling) -> torch.Tensor:
+    """Position interpolation (Chen et al., 2023): every frequency divided by `factor`.
+
+    Position m then turns by the angles the unscaled model used at m / factor, so a context `factor`
+    times longer is squeezed into the range of angles seen in training.
+    """
+    return rope_frequencies(head_dim, base) / scaling.factor
+
+
+def ntk_scaled_frequencies(head_dim: int, base: float, scaling: RopeScaling) -> torch.Tensor:
+    """NTK-aware scaling: a larger base, base * factor^(d / (d - 2)).
+
+    The fastest pair (i = 0) keeps its frequency, the slowest is divided by exactly `factor`, and the
+    pairs between are stretched less and less the faster they turn. It is what transformers' "dynamic"
+    NTK scaling computes for a sequence of `factor` times its original length.
+    """
+    return rope_frequencies(head_dim, base * scaling.factor ** (head_dim / (head_dim - 2)))
+
+
+def yarn_ramp(head_dim: int, base: float, scaling: RopeScaling) -> torch.Tensor:
+    """YaRN's blend per pair, (head_dim // 2,): 1 keeps the original frequency, 0 interpolates it fully.
+
+    A pair that turns more than `beta_fast` times over the original context is kept; one that turns
+    fewer than `beta_slow` times is interpolated; a linear ramp over the pair index joins the two.
+    """
+
+    def pair_index(turns):  # the (fractional) pair index that turns `turns` times over the original context
+        return head_dim * math.log(scaling.original_context_length / (turns * 2 * math.pi)) / (2 * math.log(base))
+
+    low = max(math.floor(pair_index(scaling.beta_fast)), 0)
+    high = min(math.ceil(pair_index(scaling.beta_slow)), head_dim - 1)
+    if low == high:
+        high += 0.001  # avoid dividing by zero when the ramp is a step
+    ramp = ((torch.arange(head_dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    return 1 - ramp
+
+
+def yarn_scaled_frequencies(head_dim: int, base: float, scaling: RopeScaling) -> torch.Tensor:
+    """YaRN (Peng et al., 2023): fast pairs kept, slow pairs interpolated by `factor`, a ramp between.
+
+    The model also multiplies cos and sin by `rope_attention_factor(scaling)` (see RotaryPositions).
+    """
+    inv_freq = rope_frequencies(head_dim, base)
+    keep = yarn_ramp(head_dim, base, scaling)
+    return inv_freq / scaling.factor * (1 - keep) + inv_freq * keep
+
+
+def llama3_scaled_frequencies(head_dim: int, base: float, scaling: RopeScaling) -> torch.Tensor:
+    """Llama 3.1's scaling: slow (long-wavelength) pairs are divided by `factor`, fast pairs kept, a smooth ramp between."""
+    inv_freq = rope_frequencies(head_dim, base)
     low_freq_wavelen = scaling.original_context_length / scaling.low_freq_factor
     high_freq_wavelen = scaling.original_context_length / scaling.high_freq_factor
     wavelen = 2 * math.pi / inv_freq
@@ -45,31 +123,101 @@ def llama3_scaled_frequencies(inv_freq: torch.Tensor, scaling: RopeScaling) -> t
     return torch.where(in_between, smoothed, scaled)
 
 
+# kind -> function(head_dim, base, scaling) -> frequencies; the kinds are named in llmfs.config.ROPE_SCALINGS.
+ROPE_SCALING_FUNCTIONS = {
+    "linear": linear_scaled_frequencies,
+    "ntk": ntk_scaled_frequencies,
+    "yarn": yarn_scaled_frequencies,
+    "llama3": llama3_scaled_frequencies,
+}
+assert set(ROPE_SCALING_FUNCTIONS) == set(ROPE_SCALINGS), "config.ROPE_SCALINGS and the functions here disagree"
+
+
+def rope_attention_factor(scaling: RopeScaling | None) -> float:
+    """The factor cos and sin are multiplied by: 1, except for YaRN, whose default is 0.1 ln(factor) + 1.
+
+    Scaling both q and k multiplies every attention logit by its square: YaRN's "temperature", which
+    sharpens attention that the longer context would otherwise spread thin.
+    """
+    if scaling is None or scaling.kind != "yarn":
+        return 1.0
+    if scaling.attention_factor is not None:
+        return float(scaling.attention_factor)
+    return 1.0 if scaling.factor <= 1 else 0.1 * math.log(scaling.factor) + 1.0
+
+
+# --- rotating queries and keys ---------------------------------------------------------------------------
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     """(x1, x2) -> (-x2, x1) on the two halves of the last dimension: a 90-degree turn of every pair."""
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
 
 
+def rotate_pairs(x: torch.Tensor) -> torch.Tensor:
+    """(x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...): the same 90-degree turn, pairs side by side."""
+    x_even, x_odd = x[..., 0::2], x[..., 1::2]
+    return torch.stack((-x_odd, x_even), dim=-1).flatten(-2)
+
+
+ROPE_LAYOUTS = ("halves", "pairs")
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str = "halves") -> torch.Tensor:
+    """Rotate every pair of the last dimension of x (..., T, d) by its angle; cos, sin are (T, d // 2).
+
+    layout "halves" pairs dimension i with i + d/2 (Hugging Face); "pairs" pairs 2i with 2i + 1 (the paper).
+    """
+    if layout == "halves":
+        cos, sin = torch.cat((cos, cos), dim=-1), torch.cat((sin, sin), dim=-1)
+        return x * cos + rotate_half(x) * sin
+    if layout == "pairs":
+        cos, sin = cos.repeat_interleave(2, dim=-1), sin.repeat_interleave(2, dim=-1)
+        return x * cos + rotate_pairs(x) * sin
+    raise ValueError(f"layout={layout!r} is not a RoPE layout; choose one of {list(ROPE_LAYOUTS)}.")
+
+
+def halves_from_pairs(dim: int) -> torch.Tensor:
+    """The permutation p with x_halves = x_pairs[..., p]: evens first, then odds, (dim,) long.
+
+    Permuting each head's q and k projection rows by p turns weights trained with the interleaved
+    layout into weights for the split-halves layout (Hugging Face's conversion of Meta's Llama does this).
+    """
+    if dim % 2:
+        raise ValueError(f"dim={dim} must be even.")
+    return torch.cat((torch.arange(0, dim, 2), torch.arange(1, dim, 2)))
+
+
 class RotaryPositions(nn.Module):
-    """Rotates queries and keys by their positions before attention scores are taken."""
+    """Rotates the first `rotary_dim` dimensions of queries and keys by their positions (all of them
+    unless the config asks for partial RoPE); the rest of each head passes through unchanged."""
 
     def __init__(self, config):
         super().__init__()
-        inv_freq = rope_frequencies(config.head_dim, config.rope_base, config.rope_scaling)
+        self.rotary_dim = config.rotary_dim
+        inv_freq = rope_frequencies(self.rotary_dim, config.rope_base, config.rope_scaling)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.attention_factor = rope_attention_factor(config.rope_scaling)
+
+    def angles(self, positions: torch.Tensor) -> torch.Tensor:
+        """The angle of every pair at every position, (T, rotary_dim // 2), in float32."""
+        return positions.float()[:, None] * self.inv_freq.float()[None, :]
 
     def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin of every angle, each (T, head_dim), computed in float32."""
-        angles = positions.float()[:, None] * self.inv_freq.float()[None, :]  # (T, head_dim // 2)
-        angles = torch.cat((angles, angles), dim=-1)  # (T, head_dim): both halves of a pair share an angle
-        return angles.cos(), angles.sin()
+        """cos and sin of every angle, each (T, rotary_dim // 2), times the attention factor (YaRN)."""
+        angles = self.angles(positions)
+        return angles.cos() * self.attention_factor, angles.sin() * self.attention_factor
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor):
         """q (B, n_heads, T, head_dim), k (B, n_kv_heads, T, head_dim) -> both rotated."""
         cos, sin = self.cos_sin(positions)
         cos, sin = cos.to(q.dtype), sin.to(q.dtype)
-        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        r = self.rotary_dim
+        if r == q.shape[-1]:
+            return apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        rotated = [torch.cat((apply_rope(t[..., :r], cos, sin), t[..., r:]), dim=-1) for t in (q, k)]
+        return rotated[0], rotated[1]
 
 
 class NoPositions(nn.Module):
@@ -83,3 +231,4 @@ class NoPositions(nn.Module):
 
 
 LAYER_POSITIONS = {"rope": RotaryPositions, "none": NoPositions}
+

@@ -4,9 +4,10 @@
 allocating them); `tiny(name)` shrinks the same architecture so it runs on a laptop CPU.
 """
 
+import dataclasses
 import difflib
 
-from .config import ModelConfig, RopeScaling
+from .config import LayerSpec, ModelConfig, RopeScaling
 
 GPT2 = dict(vocab_size=50257, context_length=1024, norm="layernorm", norm_eps=1e-5, positions="learned",
             ffn="gelu_mlp", tie_embeddings=True)
@@ -31,6 +32,38 @@ _CONFIGS = {
     "qwen3-0.6b": dict(QWEN3, d_model=1024, n_layers=28, n_heads=16, d_ff=3072, tie_embeddings=True),
     "qwen3-4b": dict(QWEN3, d_model=2560, n_layers=36, n_heads=32, d_ff=9728, tie_embeddings=True),
     "qwen3-32b": dict(QWEN3, d_model=5120, n_layers=64, n_heads=64, d_ff=25600, tie_embeddings=False),
+    # OLMo 2 (OLMo et al., 2024): norms on the sublayer outputs, full-width QK-norm, MHA
+    "olmo2-7b": dict(vocab_size=100352, context_length=4096, d_model=4096, n_layers=32, n_heads=32, d_ff=11008,
+                     norm="rmsnorm", norm_eps=1e-6, norm_placement="post_sublayer", qk_norm="full",
+                     positions="rope", rope_base=500000.0, ffn="swiglu", qkv_bias=False, attn_out_bias=False,
+                     mlp_bias=False, tie_embeddings=False),
+    # SmolLM3 (Hugging Face, 2025): Llama-like, GQA, no RoPE in every 4th layer (its layers: _LAYER_PATTERNS).
+    # transformers' SmolLM3Config defaults to rope_theta 2e6 and 32768 positions; the released model uses 5e6 and 65536.
+    "smollm3-3b": dict(vocab_size=128256, context_length=65536, d_model=2048, n_layers=36, n_heads=16, n_kv_heads=4,
+                       d_ff=11008, norm="rmsnorm", norm_eps=1e-6, positions="rope", rope_base=5000000.0, ffn="swiglu",
+                       qkv_bias=False, attn_out_bias=False, mlp_bias=False, tie_embeddings=True),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class NoPEEvery:
+    """A layer pattern: RoPE in every layer except every `interval`-th (1-based), which has no positions."""
+
+    interval: int
+
+    def __call__(self, index: int, config: ModelConfig) -> LayerSpec:
+        positions = "none" if (index + 1) % self.interval == 0 else "rope"
+        return dataclasses.replace(config.default_layer(), positions=positions)
+
+    @property
+    def tiny_layers(self) -> int:
+        """Depth of `tiny()`: one full period, so the tiny model keeps a layer of each kind."""
+        return self.interval
+
+
+# Architectures whose layers differ: a function of (layer index, config) -> LayerSpec, applied at any depth.
+_LAYER_PATTERNS = {
+    "smollm3-3b": NoPEEvery(4),  # transformers' SmolLM3Config: no_rope_layer_interval=4
 }
 
 # Total parameter counts as published on each model's card or in its paper, for comparison.
@@ -42,6 +75,8 @@ PUBLISHED_PARAMETERS = {
     "qwen3-0.6b": 600_000_000,
     "qwen3-4b": 4_000_000_000,
     "qwen3-32b": 32_800_000_000,
+    "olmo2-7b": 7_300_000_000,
+    "smollm3-3b": 3_080_000_000,
 }
 
 
@@ -56,7 +91,18 @@ def get(name: str) -> ModelConfig:
         close = difflib.get_close_matches(str(name), names(), n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise KeyError(f"unknown zoo model {name!r}.{hint} Known: {', '.join(names())}.")
-    return ModelConfig(name=name, **_CONFIGS[name])
+    return _build(name)
+
+
+def _build(zoo_name: str, /, **changes) -> ModelConfig:
+    """The config of `zoo_name` with `changes`, its per-layer pattern (if any) laid over the resulting depth."""
+    config = ModelConfig(name=zoo_name, **_CONFIGS[zoo_name])
+    if changes:
+        config = config.replace(**changes)
+    pattern = _LAYER_PATTERNS.get(zoo_name)
+    if pattern is None or "layers" in changes:
+        return config
+    return config.replace(layers=tuple(pattern(i, config) for i in range(config.n_layers)))
 
 
 def tiny(name: str, **overrides) -> ModelConfig:
@@ -73,13 +119,11 @@ def tiny(name: str, **overrides) -> ModelConfig:
         n_kv_heads = 1
     else:
         n_kv_heads = 2
-    small = dict(vocab_size=512, context_length=256, d_model=64, n_layers=2, n_heads=n_heads,
+    depth = max(2, getattr(_LAYER_PATTERNS.get(name), "tiny_layers", 2))  # a patterned model keeps each kind
+    small = dict(vocab_size=512, context_length=256, d_model=64, n_layers=depth, n_heads=n_heads,
                  n_kv_heads=n_kv_heads, head_dim=16, d_ff=128 if config.ffn == "gelu_mlp" else 96,
                  name=f"{name} (tiny)")
     if config.rope_scaling is not None:
-        small["rope_scaling"] = RopeScaling(config.rope_scaling.kind, factor=4.0,
-                                            low_freq_factor=config.rope_scaling.low_freq_factor,
-                                            high_freq_factor=config.rope_scaling.high_freq_factor,
-                                            original_context_length=64)
+        small["rope_scaling"] = dataclasses.replace(config.rope_scaling, factor=4.0, original_context_length=64)
     small.update(overrides)
-    return config.replace(**small)
+    return _build(name, **small)

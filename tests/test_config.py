@@ -41,7 +41,8 @@ def test_bad_values_name_the_field(fields, message):
 
 
 def test_bad_layer_spec_lists_allowed_values():
-    with pytest.raises(ConfigError, match=r"norm_placement='middle' is not allowed; choose one of \['post', 'pre'\]"):
+    allowed = r"\['post', 'post_sublayer', 'pre', 'sandwich'\]"
+    with pytest.raises(ConfigError, match=r"norm_placement='middle' is not allowed; choose one of " + allowed):
         LayerSpec(norm_placement="middle")
 
 
