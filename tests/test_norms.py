@@ -122,12 +122,15 @@ def test_full_qk_norm_normalizes_all_heads_together():
     torch.testing.assert_close(norm(x), F.rms_norm(x, (2 * config.head_dim,), norm.weight, eps=config.norm_eps))
 
 
+def head_rms(t: torch.Tensor) -> torch.Tensor:
+    return t.pow(2).mean(-1).sqrt()
+
+
 def test_per_head_and_full_width_differ_when_heads_have_different_scales():
     config = zoo.tiny("olmo2-7b")
     x = features(0, 64).view(2, 3, 4, 16) * torch.tensor([0.1, 1.0, 3.0, 10.0])[:, None]
     x = x.flatten(-2)
     per_head, full = PerHeadQKNorm(config, 4)(x).view(2, 3, 4, 16), FullQKNorm(config, 4)(x).view(2, 3, 4, 16)
-    head_rms = lambda t: t.pow(2).mean(-1).sqrt()  # noqa: E731
     torch.testing.assert_close(head_rms(per_head), torch.ones(2, 3, 4), rtol=1e-3, atol=1e-3)
     assert (head_rms(full)[..., 3] > 5 * head_rms(full)[..., 0]).all()  # full width keeps heads' relative scale
     assert isinstance(NoQKNorm(config, 4), torch.nn.Identity)
