@@ -13,61 +13,53 @@ import torch.nn as nn
 from .norms import make_norm
 
 
-class PreNorm(nn.Module):
-    """x + f(norm(x)): normalize the sublayer's input (GPT-2, Llama and most LLMs)."""
+class Residual(nn.Module):
+    """One sublayer f (attention or FFN), a norm, dropout on the branch; each subclass places the norm."""
 
     def __init__(self, config, sublayer: nn.Module):
         super().__init__()
-        self.norm = make_norm(config)
         self.sublayer = sublayer
+        self.norm = make_norm(config)
         self.dropout = nn.Dropout(config.dropout)
+
+
+class PreNorm(Residual):
+    """x + f(norm(x)): normalize the sublayer's input (GPT-2, Llama and most LLMs)."""
 
     def forward(self, x, **kwargs):
         return x + self.dropout(self.sublayer(self.norm(x), **kwargs))
 
 
-class PostNorm(nn.Module):
+class PostNorm(Residual):
     """norm(x + f(x)): normalize after the residual sum (the original Transformer)."""
-
-    def __init__(self, config, sublayer: nn.Module):
-        super().__init__()
-        self.sublayer = sublayer
-        self.norm = make_norm(config)
-        self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x, **kwargs):
         return self.norm(x + self.dropout(self.sublayer(x, **kwargs)))
 
 
-class PostSublayerNorm(nn.Module):
+class PostSublayerNorm(Residual):
     """x + norm(f(x)): normalize the sublayer's output inside the residual branch (OLMo 2).
 
     The sublayer reads the raw residual stream; what it adds back is normalized, so no branch can
     write an update larger than its norm's weights allow.
     """
 
-    def __init__(self, config, sublayer: nn.Module):
-        super().__init__()
-        self.sublayer = sublayer
-        self.norm = make_norm(config)
-        self.dropout = nn.Dropout(config.dropout)
-
     def forward(self, x, **kwargs):
         return x + self.dropout(self.norm(self.sublayer(x, **kwargs)))
 
 
-class SandwichNorm(nn.Module):
-    """x + norm_post(f(norm_pre(x))): normalize both the sublayer's input and its output (Gemma 2 and 3)."""
+class SandwichNorm(Residual):
+    """x + norm_post(f(norm_pre(x))): normalize both the sublayer's input and its output (Gemma 2 and 3).
+
+    `norm` is the one before the sublayer; `post_norm` the one after.
+    """
 
     def __init__(self, config, sublayer: nn.Module):
-        super().__init__()
-        self.pre_norm = make_norm(config)
-        self.sublayer = sublayer
+        super().__init__(config, sublayer)
         self.post_norm = make_norm(config)
-        self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x, **kwargs):
-        return x + self.dropout(self.post_norm(self.sublayer(self.pre_norm(x), **kwargs)))
+        return x + self.dropout(self.post_norm(self.sublayer(self.norm(x), **kwargs)))
 
 
 NORM_PLACEMENTS = {"pre": PreNorm, "post": PostNorm, "post_sublayer": PostSublayerNorm, "sandwich": SandwichNorm}

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
+from parity import assert_cached_decoding_matches, assert_forward_matches, assert_greedy_generate_matches
 
-from llmfs.generate import generate
 from llmfs.hf import ConversionError, config_from_transformers, from_transformers
 
 transformers = pytest.importorskip("transformers")
@@ -35,37 +35,17 @@ FAMILIES = ["gpt2", "llama", "llama3-scaled", "qwen3"]
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_full_forward_logits_match(family):
-    hf = tiny_hf_model(family)
-    ours = from_transformers(hf)
-    idx = torch.randint(0, VOCAB, (2, 40), generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        diff = (hf(idx).logits - ours(idx)).abs().max().item()
-    assert diff <= 1e-5
+    assert_forward_matches(tiny_hf_model(family))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_prefill_and_cached_decoding_match(family):
-    hf = tiny_hf_model(family)
-    ours = from_transformers(hf)
-    idx = torch.randint(0, VOCAB, (2, 24), generator=torch.Generator().manual_seed(2))
-    cache = ours.new_cache(batch_size=2)
-    with torch.no_grad():
-        expected = hf(idx).logits
-        prefill = ours(idx[:, :16], cache=cache)
-        assert (prefill - expected[:, :16]).abs().max().item() <= 1e-5
-        for t in range(16, 24):
-            step = ours(idx[:, t:t + 1], cache=cache)
-            assert (step - expected[:, t:t + 1]).abs().max().item() <= 1e-5
+    assert_cached_decoding_matches(tiny_hf_model(family))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_greedy_generate_matches_transformers(family):
-    hf = tiny_hf_model(family)
-    ours = from_transformers(hf)
-    idx = torch.randint(2, VOCAB, (2, 6), generator=torch.Generator().manual_seed(3))
-    expected = hf.generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=20, do_sample=False,
-                           min_new_tokens=20, pad_token_id=1)
-    assert torch.equal(generate(ours, idx, max_new_tokens=20), expected)
+    assert_greedy_generate_matches(tiny_hf_model(family))
 
 
 def test_config_from_transformers_maps_the_mechanisms():

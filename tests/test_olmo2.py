@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from parity import assert_cached_decoding_matches, assert_forward_matches, assert_greedy_generate_matches
 
 from llmfs import zoo
 from llmfs.counting import count_parameters
-from llmfs.generate import generate
 from llmfs.hf import config_from_transformers, from_transformers
 from llmfs.residual import PostSublayerNorm
 
@@ -43,37 +43,17 @@ def hf_olmo2_7b_config():
 
 @pytest.mark.parametrize("n_kv_heads", KV_HEADS)
 def test_full_forward_logits_match(n_kv_heads):
-    hf = tiny_hf_olmo2(n_kv_heads)
-    ours = from_transformers(hf)
-    idx = torch.randint(0, VOCAB, (2, 40), generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        diff = (hf(idx).logits - ours(idx)).abs().max().item()
-    assert diff <= 1e-5
+    assert_forward_matches(tiny_hf_olmo2(n_kv_heads))
 
 
 @pytest.mark.parametrize("n_kv_heads", KV_HEADS)
 def test_prefill_and_cached_decoding_match(n_kv_heads):
-    hf = tiny_hf_olmo2(n_kv_heads)
-    ours = from_transformers(hf)
-    idx = torch.randint(0, VOCAB, (2, 24), generator=torch.Generator().manual_seed(2))
-    cache = ours.new_cache(batch_size=2)
-    with torch.no_grad():
-        expected = hf(idx).logits
-        prefill = ours(idx[:, :16], cache=cache)
-        assert (prefill - expected[:, :16]).abs().max().item() <= 1e-5
-        for t in range(16, 24):
-            step = ours(idx[:, t:t + 1], cache=cache)
-            assert (step - expected[:, t:t + 1]).abs().max().item() <= 1e-5
+    assert_cached_decoding_matches(tiny_hf_olmo2(n_kv_heads))
 
 
 @pytest.mark.parametrize("n_kv_heads", KV_HEADS)
 def test_greedy_generate_matches_transformers(n_kv_heads):
-    hf = tiny_hf_olmo2(n_kv_heads)
-    ours = from_transformers(hf)
-    idx = torch.randint(2, VOCAB, (2, 6), generator=torch.Generator().manual_seed(3))
-    expected = hf.generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=20, do_sample=False,
-                           min_new_tokens=20, pad_token_id=1)
-    assert torch.equal(generate(ours, idx, max_new_tokens=20), expected)
+    assert_greedy_generate_matches(tiny_hf_olmo2(n_kv_heads))
 
 
 def test_config_from_transformers_maps_the_mechanisms():

@@ -54,7 +54,7 @@ FORMULAS = {  # the placement written out by hand
     "pre": lambda m, n: lambda x: x + f(m)(n(m.norm)(x)),
     "post": lambda m, n: lambda x: n(m.norm)(x + f(m)(x)),
     "post_sublayer": lambda m, n: lambda x: x + n(m.norm)(f(m)(x)),
-    "sandwich": lambda m, n: lambda x: x + n(m.post_norm)(f(m)(n(m.pre_norm)(x))),
+    "sandwich": lambda m, n: lambda x: x + n(m.post_norm)(f(m)(n(m.norm)(x))),
 }
 
 

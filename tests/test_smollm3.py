@@ -3,10 +3,10 @@ same cached decoding, same greedy tokens; the zoo's full-size config counted aga
 
 import pytest
 import torch
+from parity import assert_cached_decoding_matches, assert_forward_matches, assert_greedy_generate_matches
 
 from llmfs import count_parameters, zoo
-from llmfs.generate import generate
-from llmfs.hf import ConversionError, config_from_transformers, from_transformers
+from llmfs.hf import ConversionError, config_from_transformers
 
 transformers = pytest.importorskip("transformers")
 VOCAB = 300
@@ -48,37 +48,17 @@ def test_no_rope_layers_become_per_layer_specs():
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_full_forward_logits_match(variant):
-    hf = VARIANTS[variant]()
-    ours = from_transformers(hf)
-    idx = torch.randint(0, VOCAB, (2, 48), generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        diff = (hf(idx).logits - ours(idx)).abs().max().item()
-    assert diff <= 1e-5
+    assert_forward_matches(VARIANTS[variant](), seq_len=48)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_prefill_and_cached_decoding_match(variant):
-    hf = VARIANTS[variant]()
-    ours = from_transformers(hf)
-    idx = torch.randint(0, VOCAB, (2, 28), generator=torch.Generator().manual_seed(2))
-    cache = ours.new_cache(batch_size=2)
-    with torch.no_grad():
-        expected = hf(idx).logits
-        prefill = ours(idx[:, :20], cache=cache)
-        assert (prefill - expected[:, :20]).abs().max().item() <= 1e-5
-        for t in range(20, 28):
-            step = ours(idx[:, t:t + 1], cache=cache)
-            assert (step - expected[:, t:t + 1]).abs().max().item() <= 1e-5
+    assert_cached_decoding_matches(VARIANTS[variant](), prefill=20, total=28)
 
 
 @pytest.mark.parametrize("variant", ["default", "yarn"])
 def test_greedy_generate_matches_transformers(variant):
-    hf = VARIANTS[variant]()
-    ours = from_transformers(hf)
-    idx = torch.randint(2, VOCAB, (2, 6), generator=torch.Generator().manual_seed(3))
-    expected = hf.generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=20, do_sample=False,
-                           min_new_tokens=20, pad_token_id=1)
-    assert torch.equal(generate(ours, idx, max_new_tokens=20), expected)
+    assert_greedy_generate_matches(VARIANTS[variant]())
 
 
 def test_zoo_config_counts_like_transformers_and_the_model_card():
