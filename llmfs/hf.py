@@ -99,11 +99,14 @@ class LlamaFamily:
     """Llama: RoPE (optionally Llama 3 scaled), RMSNorm, SwiGLU, GQA, separate q/k/v projections."""
 
     rope_types = ("default", "linear", "yarn", "llama3")
+    required = {"hidden_act": ("silu",)}  # transformers setting -> the values llmfs reproduces
+    extra_fields = {}  # ModelConfig fields a family sets beyond those read from its config
 
     @classmethod
     def config(cls, hf) -> ModelConfig:
-        _require(hf, "hidden_act", ("silu",))
-        return ModelConfig(**cls.config_fields(hf))
+        for attribute, allowed in cls.required.items():
+            _require(hf, attribute, allowed)
+        return ModelConfig(**cls.config_fields(hf), **cls.extra_fields)
 
     @classmethod
     def config_fields(cls, hf) -> dict:
@@ -157,17 +160,13 @@ class Qwen3Family(LlamaFamily):
     """Qwen3 = Llama + RMSNorm on each head's queries and keys (QK-norm), and an explicit head_dim."""
 
     rope_types = ("default",)
+    required = {**LlamaFamily.required, "use_sliding_window": (False, None)}
+    extra_fields = {"qk_norm": "per_head"}
     layer_names = {
         **LlamaFamily.layer_names,
         "attention.sublayer.q_norm": "self_attn.q_norm",
         "attention.sublayer.k_norm": "self_attn.k_norm",
     }
-
-    @classmethod
-    def config(cls, hf) -> ModelConfig:
-        _require(hf, "hidden_act", ("silu",))
-        _require(hf, "use_sliding_window", (False, None))
-        return ModelConfig(**cls.config_fields(hf), qk_norm="per_head")
 
 
 class Olmo2Family(LlamaFamily):
@@ -183,23 +182,19 @@ class Olmo2Family(LlamaFamily):
         "attention.sublayer.q_norm": "self_attn.q_norm",
         "attention.sublayer.k_norm": "self_attn.k_norm",
     }
-
-    @classmethod
-    def config(cls, hf) -> ModelConfig:
-        _require(hf, "hidden_act", ("silu",))
-        return ModelConfig(**cls.config_fields(hf), norm_placement="post_sublayer", qk_norm="full")
+    extra_fields = {"norm_placement": "post_sublayer", "qk_norm": "full"}
 
 
 class SmolLM3Family(LlamaFamily):
     """SmolLM3 = Llama whose `no_rope_layers` (1 = RoPE, 0 = none) leave RoPE out of some layers (NoPE)."""
 
+    required = {**LlamaFamily.required, "use_sliding_window": (False, None)}
+
     @classmethod
     def config(cls, hf) -> ModelConfig:
-        _require(hf, "hidden_act", ("silu",))
-        _require(hf, "use_sliding_window", (False, None))
+        uniform = super().config(hf)
         if "sliding_attention" in (getattr(hf, "layer_types", None) or ()):
             raise ConversionError(f"{hf.model_type}: sliding-window layers are not supported.")
-        uniform = ModelConfig(**cls.config_fields(hf))
         flags = list(hf.no_rope_layers)
         if len(flags) < hf.num_hidden_layers or set(flags) - {0, 1}:
             raise ConversionError(f"{hf.model_type}: no_rope_layers must hold a 0 or 1 for each of the "
