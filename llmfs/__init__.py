@@ -7,9 +7,11 @@ __version__ = "0.1.0"
 
 # --- core model: config, attention, Transformer, cache, generation, zoo ---
 from . import hf, zoo
-from .attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
+from .attention import Attention, MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from .cache import KVCache
-from .config import ConfigError, LayerSpec, ModelConfig, RopeScaling
+from .config import ConfigError, LayerSpec, ModelConfig, RopeScaling, layer_pattern
+from .ffn import MLP
+from .positions import Rope
 from .counting import ParameterCount, count_parameters, kv_cache_bytes
 from .generate import generate
 from .model import Transformer

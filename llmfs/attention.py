@@ -2,16 +2,22 @@
 key/value heads (MHA when n_kv_heads == n_heads, GQA in between, MQA when n_kv_heads == 1).
 
 Chapter 2 builds attention step by step and checks it against this module; chapter 3 shares K/V heads.
+`Attention` holds the settings of one layer's attention; `MultiHeadAttention` is the module they build.
 """
 
+from __future__ import annotations
+
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .cache import KVLayerCache
 from .norms import RMSNorm
-from .positions import LAYER_POSITIONS
+from .positions import make_positions
+from .settings import ConfigError, Settings, boolean, choice, is_positive_int, positive_int
 
 
 def causal_mask(T: int, device=None) -> torch.Tensor:
@@ -42,8 +48,8 @@ class PerHeadQKNorm(RMSNorm):
     Takes a projection (B, T, n_heads * head_dim) and returns it in the same shape.
     """
 
-    def __init__(self, config, n_heads: int):
-        super().__init__(config.head_dim, config.norm_eps)
+    def __init__(self, head_dim: int, n_heads: int, eps: float):
+        super().__init__(head_dim, eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.unflatten(-1, (-1, self.weight.shape[0]))).flatten(-2)
@@ -52,18 +58,85 @@ class PerHeadQKNorm(RMSNorm):
 class FullQKNorm(RMSNorm):
     """QK-norm at full width (OLMo 2): one RMSNorm over the whole projection, all n_heads * head_dim features."""
 
-    def __init__(self, config, n_heads: int):
-        super().__init__(n_heads * config.head_dim, config.norm_eps)
+    def __init__(self, head_dim: int, n_heads: int, eps: float):
+        super().__init__(n_heads * head_dim, eps)
 
 
 class NoQKNorm(nn.Identity):
     """No QK-norm: queries and keys go to attention as projected."""
 
-    def __init__(self, config, n_heads: int):
+    def __init__(self, head_dim: int, n_heads: int, eps: float):
         super().__init__()
 
 
 QK_NORMS = {None: NoQKNorm, "per_head": PerHeadQKNorm, "full": FullQKNorm}
+
+
+@dataclass(frozen=True)
+class Attention(Settings):
+    """Settings of causal multi-head attention whose key/value heads are shared by groups of query heads.
+
+    n_kv_heads == n_heads is MHA, 1 is MQA, anything between is GQA (None: n_heads). head_dim None is
+    d_model // n_heads. qk_norm: None, "per_head" (Qwen3) or "full" width (OLMo 2).
+    """
+
+    n_heads: int = 12
+    n_kv_heads: int | None = None
+    head_dim: int | None = None
+    qk_norm: str | None = None
+    qkv_bias: bool = False
+    out_bias: bool = False
+
+    derivable = ("n_kv_heads", "head_dim")
+
+    def derived(self, d_model: int) -> dict:
+        if not is_positive_int(self.n_heads):
+            return {}
+        out = {"n_kv_heads": self.n_heads}
+        if d_model % self.n_heads == 0:
+            out["head_dim"] = d_model // self.n_heads
+        return out
+
+    def check(self, d_model: int) -> None:
+        positive_int("n_heads", self.n_heads)
+        if self.head_dim is None:
+            raise ConfigError(
+                f"d_model={d_model} is not divisible by n_heads={self.n_heads}; "
+                "change one of them or set head_dim explicitly."
+            )
+        positive_int("n_kv_heads", self.n_kv_heads)
+        positive_int("head_dim", self.head_dim)
+        if self.n_heads % self.n_kv_heads:
+            raise ConfigError(
+                f"n_heads={self.n_heads} is not divisible by n_kv_heads={self.n_kv_heads}: "
+                "each key/value head must serve the same number of query heads."
+            )
+        choice("qk_norm", self.qk_norm, tuple(QK_NORMS))
+        boolean("qkv_bias", self.qkv_bias)
+        boolean("out_bias", self.out_bias)
+
+    @property
+    def rotary_head_dim(self) -> int:
+        """The per-head width the layer's RoPE rotates: the whole query/key head."""
+        return self.head_dim
+
+    def cache_values(self, seq_len: int) -> int:
+        """Numbers one sequence's cache holds after `seq_len` tokens: a key and a value per K/V head per token."""
+        return 2 * self.n_kv_heads * self.head_dim * seq_len
+
+    def build(self, config, layer) -> MultiHeadAttention:
+        return MultiHeadAttention(config, layer)
+
+    def tiny(self) -> Attention:
+        """4 query heads of 16: MHA stays MHA (4 K/V heads), GQA keeps sharing (2), MQA keeps one."""
+        n_kv_heads = 4 if self.n_kv_heads == self.n_heads else 1 if self.n_kv_heads == 1 else 2
+        return Attention(4, n_kv_heads, 16, self.qk_norm, self.qkv_bias, self.out_bias)
+
+    def __str__(self) -> str:
+        kind = "MHA" if self.n_kv_heads == self.n_heads else "MQA" if self.n_kv_heads == 1 else "GQA"
+        heads = f"{self.n_heads} heads" if kind == "MHA" else f"{self.n_heads} q / {self.n_kv_heads} kv"
+        extras = [f"{self.qk_norm.replace('_', '-')} qk-norm"] if self.qk_norm else []
+        return f"{kind}({', '.join([heads, f'd={self.head_dim}'] + extras)})"
 
 
 class MultiHeadAttention(nn.Module):
@@ -72,25 +145,27 @@ class MultiHeadAttention(nn.Module):
     Each of the n_heads query heads reads key/value head `h // (n_heads // n_kv_heads)`; fewer K/V
     heads mean a smaller KV cache (chapter 3). Optional QK-norm, per head (Qwen3) or at full width
     (OLMo 2), is applied to the projections before the layer's position encoding (chapter 7).
+    Built from one layer's spec: `layer.attention` (an `Attention`) and `layer.positions`.
     """
 
-    def __init__(self, config, spec):
+    def __init__(self, config, layer):
         super().__init__()
-        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
-        d, q_dim, kv_dim = config.d_model, config.n_heads * config.head_dim, config.n_kv_heads * config.head_dim
-        self.q_proj = nn.Linear(d, q_dim, bias=config.qkv_bias)
-        self.k_proj = nn.Linear(d, kv_dim, bias=config.qkv_bias)
-        self.v_proj = nn.Linear(d, kv_dim, bias=config.qkv_bias)
-        self.out_proj = nn.Linear(q_dim, d, bias=config.attn_out_bias)
-        self.q_norm = QK_NORMS[config.qk_norm](config, config.n_heads)  # identity when config.qk_norm is None
-        self.k_norm = QK_NORMS[config.qk_norm](config, config.n_kv_heads)
-        self.positions = LAYER_POSITIONS[spec.positions](config)
+        settings = layer.attention
+        self.n_heads, self.n_kv_heads, self.head_dim = settings.n_heads, settings.n_kv_heads, settings.head_dim
+        d, q_dim, kv_dim = config.d_model, self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
+        self.q_proj = nn.Linear(d, q_dim, bias=settings.qkv_bias)
+        self.k_proj = nn.Linear(d, kv_dim, bias=settings.qkv_bias)
+        self.v_proj = nn.Linear(d, kv_dim, bias=settings.qkv_bias)
+        self.out_proj = nn.Linear(q_dim, d, bias=settings.out_bias)
+        qk_norm = QK_NORMS[settings.qk_norm]  # identity when settings.qk_norm is None
+        self.q_norm = qk_norm(self.head_dim, self.n_heads, config.norm_eps)
+        self.k_norm = qk_norm(self.head_dim, self.n_kv_heads, config.norm_eps)
+        self.positions = make_positions(layer.positions, self.head_dim)
         self.dropout = config.dropout
 
-    @staticmethod
-    def cache_values_per_token(config) -> int:
-        """Numbers this layer caches per token: one key and one value vector per K/V head."""
-        return 2 * config.n_kv_heads * config.head_dim
+    def new_cache(self, batch_size: int) -> KVLayerCache:
+        """An empty cache for this layer: keys and values, appended token by token."""
+        return KVLayerCache(batch_size)
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor, cache=None) -> torch.Tensor:
         B, T, _ = x.shape
@@ -112,6 +187,3 @@ class MultiHeadAttention(nn.Module):
             enable_gqa=self.n_kv_heads != self.n_heads,
         )  # (B, n_heads, T, head_dim)
         return self.out_proj(out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
-
-
-ATTENTION = {"multi_head": MultiHeadAttention}

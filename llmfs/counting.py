@@ -4,7 +4,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .attention import ATTENTION
 from .config import ModelConfig
 
 
@@ -35,9 +34,14 @@ def count_parameters(config: ModelConfig) -> ParameterCount:
 
 
 def kv_cache_bytes(config: ModelConfig, seq_len: int, batch_size: int = 1, dtype=torch.bfloat16) -> int:
-    """Bytes a KV cache holds after `seq_len` tokens: per layer, per token, what its attention caches."""
-    if seq_len < 0 or batch_size < 1:
-        raise ValueError(f"need seq_len >= 0 and batch_size >= 1, got seq_len={seq_len}, batch_size={batch_size}.")
+    """Bytes a KV cache holds after `seq_len` tokens: each layer's attention says what it keeps at that length."""
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"kv_cache_bytes needs a llmfs.ModelConfig, got {type(config).__name__}.")
+    for name, value, low in (("seq_len", seq_len, 0), ("batch_size", batch_size, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype such as torch.bfloat16, got {dtype!r}.")
     itemsize = torch.empty((), dtype=dtype).element_size()
-    per_token = sum(ATTENTION[spec.attention].cache_values_per_token(config) for spec in config.layers)
-    return per_token * seq_len * batch_size * itemsize
+    values = sum(spec.attention.cache_values(seq_len) for spec in config.layers)
+    return values * batch_size * itemsize

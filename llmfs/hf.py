@@ -6,8 +6,6 @@ a little (Qwen3 from Llama) subclasses it. `transformers` is needed only by the 
 its objects, never to import llmfs.
 """
 
-import dataclasses
-
 from .config import ModelConfig, RopeScaling
 from .model import Transformer
 
@@ -199,9 +197,8 @@ class SmolLM3Family(LlamaFamily):
         if len(flags) < hf.num_hidden_layers or set(flags) - {0, 1}:
             raise ConversionError(f"{hf.model_type}: no_rope_layers must hold a 0 or 1 for each of the "
                                   f"{hf.num_hidden_layers} layers, got {flags!r}.")
-        spec = uniform.default_layer()
-        layers = tuple(dataclasses.replace(spec, positions="rope" if flag else "none")
-                       for flag in flags[:hf.num_hidden_layers])
+        spec = uniform.layers[0]
+        layers = tuple(spec if flag else spec.replace(positions=None) for flag in flags[:hf.num_hidden_layers])
         return uniform.replace(layers=layers)
 
 

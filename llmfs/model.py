@@ -1,6 +1,6 @@
 """The Transformer, assembled from a per-layer spec: embeddings, a stack of blocks, a final norm and
-the output head. Every mechanism is a module looked up by name, so a new architecture is a config,
-not a new model class (see `llmfs.zoo`).
+the output head. Each layer's mechanisms are built from their own settings (`spec.attention.build(...)`),
+so a new architecture is a config, not a new model class (see `llmfs.zoo`).
 """
 
 import math
@@ -8,10 +8,8 @@ import math
 import torch
 import torch.nn as nn
 
-from .attention import ATTENTION
 from .cache import KVCache
 from .config import LayerSpec, ModelConfig
-from .ffn import FFNS
 from .norms import make_norm
 from .positions import LearnedPositions
 from .residual import NORM_PLACEMENTS
@@ -23,8 +21,8 @@ class Block(nn.Module):
     def __init__(self, config: ModelConfig, spec: LayerSpec):
         super().__init__()
         residual = NORM_PLACEMENTS[spec.norm_placement]
-        self.attention = residual(config, ATTENTION[spec.attention](config, spec))
-        self.ffn = residual(config, FFNS[spec.ffn](config))
+        self.attention = residual(config, spec.attention.build(config, spec))
+        self.ffn = residual(config, spec.ffn.build(config))
 
     def forward(self, x, positions, cache=None):  # x: (B, T, d_model)
         x = self.attention(x, positions=positions, cache=cache)
@@ -40,7 +38,7 @@ class Transformer(nn.Module):
             raise TypeError(f"Transformer needs a llmfs.ModelConfig, got {type(config).__name__}.")
         self.config = config
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
-        self.position_embedding = LearnedPositions(config) if config.positions == "learned" else None
+        self.position_embedding = LearnedPositions(config) if config.learned_positions else None
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, spec) for spec in config.layers)
         self.final_norm = make_norm(config)
@@ -61,14 +59,19 @@ class Transformer(nn.Module):
                 nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layers))
 
     def new_cache(self, batch_size: int = 1) -> KVCache:
-        """An empty KV cache for `batch_size` sequences."""
-        return KVCache(len(self.blocks), batch_size)
+        """An empty cache for `batch_size` sequences: one entry per layer, made by that layer's attention."""
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        return KVCache([block.attention.sublayer.new_cache(batch_size) for block in self.blocks], self.config)
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Logits for every position of `idx` (B, T). With a cache, `idx` continues the cached tokens."""
         if idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"idx must be integer token ids of shape (B, T), got {tuple(idx.shape)} {idx.dtype}.")
         B, T = idx.shape
+        if cache is not None and cache.config is not self.config and cache.config != self.config:
+            raise ValueError("this cache was made by a model with another config; "
+                             "make one with this model's new_cache(batch_size).")
         start = 0 if cache is None else cache.length
         if start + T > self.config.context_length:
             raise ValueError(

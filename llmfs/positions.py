@@ -7,18 +7,116 @@ the implementation every model uses. The model pairs split halves (dimension i w
 the layout of Hugging Face checkpoints; `apply_rope(..., layout="pairs")` is the interleaved layout of
 the RoPE paper and of Meta's original checkpoints, and `halves_from_pairs` converts between them.
 
-Two options are chosen by the config, never by the model family:
-- partial RoPE: `rotary_fraction < 1` rotates only the first `rotary_dim` dimensions of every head;
+Each layer's `Rope` settings choose its base and two options, never the model family:
+- partial RoPE: `fraction < 1` rotates only the first `rotary_dim` dimensions of every head;
 - context extension: `RopeScaling(kind=...)` rescales the frequencies ("linear" position interpolation,
   "ntk"-aware base change, "yarn", "llama3"); YaRN also scales the attention logits.
 """
 
+from __future__ import annotations
+
+import dataclasses
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from .config import ROPE_SCALINGS, RopeScaling
+from .settings import ConfigError, Settings, choice, number, positive_int
+
+ROPE_SCALINGS = ("linear", "ntk", "yarn", "llama3")
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """RoPE frequencies rescaled for a context `factor` times longer than trained on (chapter 8).
+
+    kind: "linear" (position interpolation), "ntk" (NTK-aware larger base), "yarn" (ramp between kept and
+    interpolated pairs, plus an attention factor), "llama3" (Llama 3.1's wavelength-based ramp).
+    low/high_freq_factor are Llama 3's; beta_fast/beta_slow and attention_factor (None: 0.1 ln(factor) + 1)
+    are YaRN's; original_context_length is used by "yarn" and "llama3".
+    """
+
+    kind: str = "llama3"
+    factor: float = 8.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_context_length: int = 8192
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    attention_factor: float | None = None
+
+    def __post_init__(self):
+        choice("rope_scaling.kind", self.kind, ROPE_SCALINGS)
+        number("rope_scaling.factor", self.factor, low=1, low_open=False)
+        for name in ("low_freq_factor", "high_freq_factor", "beta_fast", "beta_slow"):
+            number(f"rope_scaling.{name}", getattr(self, name), low=0)
+        if not self.low_freq_factor < self.high_freq_factor:
+            raise ConfigError(
+                "rope_scaling needs 0 < low_freq_factor < high_freq_factor, got "
+                f"{self.low_freq_factor!r} and {self.high_freq_factor!r}."
+            )
+        positive_int("rope_scaling.original_context_length", self.original_context_length)
+        if not self.beta_slow < self.beta_fast:
+            raise ConfigError(
+                f"rope_scaling needs 0 < beta_slow < beta_fast, got {self.beta_slow!r} and {self.beta_fast!r}."
+            )
+        if self.attention_factor is not None:
+            number("rope_scaling.attention_factor", self.attention_factor, low=0)
+
+    def __str__(self) -> str:
+        return f"{self.kind}×{self.factor:g}"
+
+
+@dataclass(frozen=True)
+class Rope(Settings):
+    """Rotary positions in one layer: the base θ, an optional context-extension scaling, and the fraction of
+    each head's dimensions that is rotated (partial RoPE; the rest passes through unchanged).
+
+    A layer without positions (NoPE) has `positions=None` in its LayerSpec instead.
+    """
+
+    base: float = 10000.0
+    scaling: RopeScaling | None = None
+    fraction: float = 1.0
+
+    def check(self, d_model: int) -> None:
+        number("rope_base", self.base, low=1)
+        if self.scaling is not None and not isinstance(self.scaling, RopeScaling):
+            raise ConfigError(f"rope_scaling must be a RopeScaling or None, got {type(self.scaling).__name__}.")
+        number("rotary_fraction", self.fraction, low=0, high=1)
+
+    def rotary_dim(self, head_dim: int) -> int:
+        """How many leading dimensions of a head of `head_dim` are rotated; must be whole, even and nonzero."""
+        rotary = head_dim * self.fraction
+        if abs(rotary - round(rotary)) > 1e-6 or round(rotary) % 2 or round(rotary) == 0:
+            if self.fraction == 1:
+                raise ConfigError(f"head_dim={head_dim} must be even for RoPE, which rotates pairs of dimensions.")
+            raise ConfigError(
+                f"rotary_fraction={self.fraction!r} of head_dim={head_dim} gives {rotary:g} rotated "
+                "dimensions; RoPE needs a whole, even, nonzero number of them."
+            )
+        if self.scaling is not None and self.scaling.kind == "ntk" and round(rotary) < 4:
+            raise ConfigError(f"NTK scaling needs at least 4 rotated dimensions, got {round(rotary)}.")
+        return round(rotary)
+
+    def tiny(self) -> Rope:
+        if self.scaling is None:
+            return self
+        return dataclasses.replace(self, scaling=dataclasses.replace(self.scaling, factor=4.0, original_context_length=64))
+
+    def __str__(self) -> str:
+        parts = [f"θ={self.base:g}"]
+        if self.scaling is not None:
+            parts.append(str(self.scaling))
+        if self.fraction != 1:
+            parts.append(f"{self.fraction:g} of dims")
+        return f"RoPE({', '.join(parts)})"
+
+
+def make_positions(rope: Rope | None, head_dim: int) -> nn.Module:
+    """The module that gives queries and keys of `head_dim` their positions: RoPE, or nothing (NoPE)."""
+    return NoPositions() if rope is None else RotaryPositions(rope, head_dim)
 
 
 class LearnedPositions(nn.Module):
@@ -191,14 +289,14 @@ def halves_from_pairs(dim: int) -> torch.Tensor:
 
 class RotaryPositions(nn.Module):
     """Rotates the first `rotary_dim` dimensions of queries and keys by their positions (all of them
-    unless the config asks for partial RoPE); the rest of each head passes through unchanged."""
+    unless the layer's Rope asks for partial RoPE); the rest of each head passes through unchanged."""
 
-    def __init__(self, config):
+    def __init__(self, rope: Rope, head_dim: int):
         super().__init__()
-        self.rotary_dim = config.rotary_dim
-        inv_freq = rope_frequencies(self.rotary_dim, config.rope_base, config.rope_scaling)
+        self.rotary_dim = rope.rotary_dim(head_dim)
+        inv_freq = rope_frequencies(self.rotary_dim, rope.base, rope.scaling)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
-        self.attention_factor = rope_attention_factor(config.rope_scaling)
+        self.attention_factor = rope_attention_factor(rope.scaling)
 
     def angles(self, positions: torch.Tensor) -> torch.Tensor:
         """The angle of every pair at every position, (T, rotary_dim // 2), in float32."""
@@ -223,12 +321,6 @@ class RotaryPositions(nn.Module):
 class NoPositions(nn.Module):
     """No positional signal in this layer: order comes from the causal mask alone (NoPE)."""
 
-    def __init__(self, config):
-        super().__init__()
-
     def forward(self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor):
         return q, k
-
-
-LAYER_POSITIONS = {"rope": RotaryPositions, "none": NoPositions}
 

@@ -1,13 +1,13 @@
 """Real architectures as short configs, with their published hyperparameters.
 
 `get(name)` gives the full-size config (build it on the meta device to count parameters without
-allocating them); `tiny(name)` shrinks the same architecture so it runs on a laptop CPU.
+allocating them); `tiny(name)` shrinks the same architecture so it runs on a laptop CPU, keeping
+one layer of each kind of its layer pattern. `print(get(name))` describes it layer by layer.
 """
 
-import dataclasses
 import difflib
 
-from .config import LayerSpec, ModelConfig, RopeScaling
+from .config import ModelConfig, RopeScaling, find_pattern, layer_pattern
 
 GPT2 = dict(vocab_size=50257, context_length=1024, norm="layernorm", norm_eps=1e-5, positions="learned",
             ffn="gelu_mlp", tie_embeddings=True)
@@ -37,7 +37,7 @@ _CONFIGS = {
                      norm="rmsnorm", norm_eps=1e-6, norm_placement="post_sublayer", qk_norm="full",
                      positions="rope", rope_base=500000.0, ffn="swiglu", qkv_bias=False, attn_out_bias=False,
                      mlp_bias=False, tie_embeddings=False),
-    # SmolLM3 (Hugging Face, 2025): Llama-like, GQA, no RoPE in every 4th layer (its layers: _LAYER_PATTERNS).
+    # SmolLM3 (Hugging Face, 2025): Llama-like, GQA, no RoPE in every 4th layer (its layers: _PATTERNS).
     # transformers' SmolLM3Config defaults to rope_theta 2e6 and 32768 positions; the released model uses 5e6 and 65536.
     "smollm3-3b": dict(vocab_size=128256, context_length=65536, d_model=2048, n_layers=36, n_heads=16, n_kv_heads=4,
                        d_ff=11008, norm="rmsnorm", norm_eps=1e-6, positions="rope", rope_base=5000000.0, ffn="swiglu",
@@ -45,25 +45,19 @@ _CONFIGS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class NoPEEvery:
-    """A layer pattern: RoPE in every layer except every `interval`-th (1-based), which has no positions."""
+def _nope_every(k: int):
+    """A pattern: RoPE in every layer except every k-th (1-based), which has no positions (SmolLM3)."""
 
-    interval: int
+    def layers(config: ModelConfig):
+        rope = config.layers[0]
+        return layer_pattern(config.n_layers, period=(rope,) * (k - 1) + (rope.replace(positions=None),))
 
-    def __call__(self, index: int, config: ModelConfig) -> LayerSpec:
-        positions = "none" if (index + 1) % self.interval == 0 else "rope"
-        return dataclasses.replace(config.default_layer(), positions=positions)
-
-    @property
-    def tiny_layers(self) -> int:
-        """Depth of `tiny()`: one full period, so the tiny model keeps a layer of each kind."""
-        return self.interval
+    return layers
 
 
-# Architectures whose layers differ: a function of (layer index, config) -> LayerSpec, applied at any depth.
-_LAYER_PATTERNS = {
-    "smollm3-3b": NoPEEvery(4),  # transformers' SmolLM3Config: no_rope_layer_interval=4
+# Architectures whose layers differ: config (uniform) -> its per-layer specs, laid over the config's depth.
+_PATTERNS = {
+    "smollm3-3b": _nope_every(4),  # transformers' SmolLM3Config: no_rope_layer_interval=4
 }
 
 # Total parameter counts as published on each model's card or in its paper, for comparison.
@@ -91,39 +85,26 @@ def get(name: str) -> ModelConfig:
         close = difflib.get_close_matches(str(name), names(), n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise KeyError(f"unknown zoo model {name!r}.{hint} Known: {', '.join(names())}.")
-    return _build(name)
-
-
-def _build(zoo_name: str, /, **changes) -> ModelConfig:
-    """The config of `zoo_name` with `changes`, its per-layer pattern (if any) laid over the resulting depth."""
-    config = ModelConfig(name=zoo_name, **_CONFIGS[zoo_name])
-    if changes:
-        config = config.replace(**changes)
-    pattern = _LAYER_PATTERNS.get(zoo_name)
-    if pattern is None or "layers" in changes:
-        return config
-    return config.replace(layers=tuple(pattern(i, config) for i in range(config.n_layers)))
+    config = ModelConfig(name=name, **_CONFIGS[name])
+    pattern = _PATTERNS.get(name)
+    return config if pattern is None else config.replace(layers=pattern(config))
 
 
 def tiny(name: str, **overrides) -> ModelConfig:
-    """Architecture `name` shrunk for tests and the CPU: same mechanisms, 2 layers, width 64, 4 heads.
+    """Architecture `name` shrunk for tests and the CPU: width 64, every mechanism shrunk (`Settings.tiny`:
+    4 heads of 16, small FFNs), and its layer pattern kept with one layer of each kind (at least 2 layers).
 
     MHA stays MHA (4 K/V heads), GQA keeps sharing (2 K/V heads), MQA keeps one. Any field can be
-    overridden, e.g. `tiny("llama3-8b", vocab_size=50257)` to train with the GPT-2 tokenizer.
+    overridden, e.g. `tiny("llama3-8b", vocab_size=50257)` to train with the GPT-2 tokenizer, or
+    `n_layers=8` to lay the same pattern deeper.
     """
     config = get(name)
-    n_heads = 4
-    if config.n_kv_heads == config.n_heads:
-        n_kv_heads = n_heads
-    elif config.n_kv_heads == 1:
-        n_kv_heads = 1
-    else:
-        n_kv_heads = 2
-    depth = max(2, getattr(_LAYER_PATTERNS.get(name), "tiny_layers", 2))  # a patterned model keeps each kind
-    small = dict(vocab_size=512, context_length=256, d_model=64, n_layers=depth, n_heads=n_heads,
-                 n_kv_heads=n_kv_heads, head_dim=16, d_ff=128 if config.ffn == "gelu_mlp" else 96,
-                 name=f"{name} (tiny)")
-    if config.rope_scaling is not None:
-        small["rope_scaling"] = dataclasses.replace(config.rope_scaling, factor=4.0, original_context_length=64)
-    small.update(overrides)
-    return _build(name, **small)
+    first, period = find_pattern(config.layers)
+    first = tuple(dict.fromkeys(spec.tiny() for spec in first))  # one of each distinct first layer
+    period = tuple(spec.tiny() for spec in period)
+    n_layers = overrides.pop("n_layers", max(2, len(first) + len(period)))
+    small = ModelConfig(vocab_size=512, context_length=256, d_model=64, n_layers=n_layers,
+                        layers=layer_pattern(n_layers, period, first[:n_layers]), norm=config.norm,
+                        norm_eps=config.norm_eps, learned_positions=config.learned_positions,
+                        tie_embeddings=config.tie_embeddings, name=f"{name} (tiny)")
+    return small.replace(**overrides) if overrides else small

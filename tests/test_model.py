@@ -47,7 +47,7 @@ def test_tied_embeddings_share_one_tensor():
 
 def test_per_layer_specs_build_per_layer_blocks():
     layers = (LayerSpec(norm_placement="pre", positions="rope"), LayerSpec(norm_placement="post", positions="none"))
-    config = ModelConfig(d_model=32, n_heads=4, n_layers=2, positions="rope", layers=layers, vocab_size=50)
+    config = ModelConfig(d_model=32, n_heads=4, n_layers=2, layers=layers, vocab_size=50)
     model = Transformer(config)
     assert isinstance(model.blocks[0].attention, PreNorm) and isinstance(model.blocks[1].attention, PostNorm)
     assert type(model.blocks[1].attention.sublayer.positions).__name__ == "NoPositions"
@@ -84,4 +84,13 @@ def test_cache_reused_with_another_batch_size_is_an_error():
     with pytest.raises(ValueError, match="made for batch_size=2 but got a batch of 1"):
         model(torch.zeros(1, 1, dtype=torch.long), cache=cache)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
-        KVCache(2, 0)
+        model.new_cache(0)
+
+
+def test_cache_from_another_model_is_an_error():
+    llama, qwen = Transformer(zoo.tiny("llama3-8b")), Transformer(zoo.tiny("qwen3-0.6b"))
+    cache = qwen.new_cache(batch_size=1)
+    with pytest.raises(ValueError, match="made by a model with another config"):
+        llama(torch.zeros(1, 3, dtype=torch.long), cache=cache)
+    assert cache.length == 0 and cache.nbytes == 0  # refused before anything was written
+    assert isinstance(cache, KVCache)

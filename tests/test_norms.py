@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmfs import zoo
-from llmfs.attention import QK_NORMS, FullQKNorm, NoQKNorm, PerHeadQKNorm
-from llmfs.config import QK_NORMS as QK_NORM_NAMES
+from llmfs.attention import FullQKNorm, NoQKNorm, PerHeadQKNorm
 from llmfs.config import ConfigError, ModelConfig
 from llmfs.norms import NORMS, LayerNorm, RMSNorm, make_norm
 
@@ -102,13 +101,9 @@ def test_make_norm_follows_the_config():
 # --- QK-norm: per head (Qwen3) and at full width (OLMo 2) -------------------------------------------------
 
 
-def test_qk_norm_registry_matches_the_config_names():
-    assert set(QK_NORMS) == set(QK_NORM_NAMES)
-
-
 def test_per_head_qk_norm_normalizes_each_head_with_a_shared_weight():
     config = zoo.tiny("qwen3-0.6b")  # 4 heads of 16
-    norm = random_weights(PerHeadQKNorm(config, config.n_heads), 0)
+    norm = random_weights(PerHeadQKNorm(config.head_dim, config.n_heads, config.norm_eps), 0)
     assert norm.weight.shape == (config.head_dim,)
     x = features(0, config.n_heads * config.head_dim)  # (2, 3, 64)
     expected = F.rms_norm(x.view(2, 3, 4, 16), (16,), norm.weight, eps=config.norm_eps).view(2, 3, 64)
@@ -117,7 +112,7 @@ def test_per_head_qk_norm_normalizes_each_head_with_a_shared_weight():
 
 def test_full_qk_norm_normalizes_all_heads_together():
     config = zoo.tiny("olmo2-7b")
-    norm = random_weights(FullQKNorm(config, 2), 0)  # e.g. keys with 2 K/V heads
+    norm = random_weights(FullQKNorm(config.head_dim, 2, config.norm_eps), 0)  # e.g. keys with 2 K/V heads
     assert norm.weight.shape == (2 * config.head_dim,)
     x = features(0, 2 * config.head_dim)
     torch.testing.assert_close(norm(x), F.rms_norm(x, (2 * config.head_dim,), norm.weight, eps=config.norm_eps))
@@ -131,10 +126,10 @@ def test_per_head_and_full_width_differ_when_heads_have_different_scales():
     config = zoo.tiny("olmo2-7b")
     x = features(0, 64).view(2, 3, 4, 16) * torch.tensor([0.1, 1.0, 3.0, 10.0])[:, None]
     x = x.flatten(-2)
-    per_head, full = PerHeadQKNorm(config, 4)(x).view(2, 3, 4, 16), FullQKNorm(config, 4)(x).view(2, 3, 4, 16)
+    per_head, full = PerHeadQKNorm(16, 4, config.norm_eps)(x).view(2, 3, 4, 16), FullQKNorm(16, 4, config.norm_eps)(x).view(2, 3, 4, 16)
     torch.testing.assert_close(head_rms(per_head), torch.ones(2, 3, 4), rtol=1e-3, atol=1e-3)
     assert (head_rms(full)[..., 3] > 5 * head_rms(full)[..., 0]).all()  # full width keeps heads' relative scale
-    assert isinstance(NoQKNorm(config, 4), torch.nn.Identity)
+    assert isinstance(NoQKNorm(16, 4, config.norm_eps), torch.nn.Identity)
 
 
 @pytest.mark.parametrize("kind", ["per_head", "full"])

@@ -34,9 +34,14 @@ def rope_config(head_dim=16, rotary_fraction=1.0, scaling=None, base=10000.0, **
     return ModelConfig(**fields)
 
 
+def rope_module(config):
+    """The RotaryPositions module of a uniform config's layers."""
+    return RotaryPositions(config.layers[0].positions, config.head_dim)
+
+
 def rotate(x, position, config):
     """x (d,) rotated as a query at `position` by the model's RotaryPositions."""
-    rope = RotaryPositions(config)
+    rope = rope_module(config)
     q, _ = rope(x[None, None, None, :], x[None, None, None, :], torch.tensor([position]))
     return q[0, 0, 0]
 
@@ -140,15 +145,15 @@ def test_partial_rope_matches_transformers():
     cos, sin = rotary(q, position_ids)
     q_rot, k_rot = apply_rotary_pos_emb(q[..., :8], k[..., :8], cos, sin)
     expected_q, expected_k = torch.cat((q_rot, q[..., 8:]), -1), torch.cat((k_rot, k[..., 8:]), -1)
-    ours = RotaryPositions(rope_config(32, rotary_fraction=0.25))
+    ours = rope_module(rope_config(32, rotary_fraction=0.25))
     got_q, got_k = ours(q, k, torch.arange(10))
     torch.testing.assert_close(got_q, expected_q)
     torch.testing.assert_close(got_k, expected_k)
 
 
 def test_nope_layers_leave_queries_and_keys_alone():
-    config = rope_config(16, n_layers=4, layers=tuple(
-        llmfs.LayerSpec(ffn="gelu_mlp", positions=p) for p in ("rope", "none", "rope", "none")))
+    config = ModelConfig(vocab_size=64, d_model=64, layers=tuple(
+        llmfs.LayerSpec(llmfs.Attention(4), ffn="gelu_mlp", positions=p) for p in ("rope", "none", "rope", "none")))
     model = llmfs.Transformer(config)
     kinds = [type(block.attention.sublayer.positions).__name__ for block in model.blocks]
     assert kinds == ["RotaryPositions", "NoPositions", "RotaryPositions", "NoPositions"]
@@ -249,7 +254,7 @@ def test_every_scaling_kind_has_a_function_and_slows_rotation():
 
 def test_yarn_attention_factor_reaches_the_model():
     scaling = RopeScaling("yarn", factor=16.0, original_context_length=64)
-    rope = RotaryPositions(rope_config(16, scaling=scaling))
+    rope = rope_module(rope_config(16, scaling=scaling))
     cos, sin = rope.cos_sin(torch.arange(5))
     torch.testing.assert_close(cos**2 + sin**2, torch.full((5, 8), (0.1 * math.log(16) + 1) ** 2))
 
@@ -281,9 +286,9 @@ def test_odd_head_dim_is_still_an_error_for_rope():
 
 
 @pytest.mark.parametrize("changes, message", [
-    (dict(factor=0.5), "rope_scaling.factor must be >= 1"),
+    (dict(factor=0.5), r"rope_scaling.factor must be in \[1, inf\], got 0.5"),
     (dict(beta_fast=1.0, beta_slow=2.0), "beta_slow < beta_fast"),
-    (dict(attention_factor=0.0), "attention_factor must be positive"),
+    (dict(attention_factor=0.0), r"rope_scaling.attention_factor must be in \(0, inf\], got 0.0"),
 ])
 def test_bad_scaling_values_name_the_field(changes, message):
     with pytest.raises(ConfigError, match=message):

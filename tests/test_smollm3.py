@@ -38,10 +38,10 @@ VARIANTS = {
 
 def test_no_rope_layers_become_per_layer_specs():
     config = config_from_transformers(tiny_hf_smollm3().config)
-    assert [spec.positions for spec in config.layers] == ["rope", "rope", "rope", "none", "rope"]
+    assert [spec.positions is not None for spec in config.layers] == [True, True, True, False, True]
     assert (config.n_heads, config.n_kv_heads, config.ffn, config.norm) == (4, 2, "swiglu", "rmsnorm")
     custom = config_from_transformers(tiny_hf_smollm3(no_rope_layers=[0, 1, 0, 1, 1]).config)
-    assert [spec.positions for spec in custom.layers] == ["none", "rope", "none", "rope", "rope"]
+    assert [spec.positions is not None for spec in custom.layers] == [False, True, False, True, True]
     yarn = config_from_transformers(tiny_hf_smollm3(YARN).config).rope_scaling
     assert (yarn.kind, yarn.factor, yarn.original_context_length) == ("yarn", 4.0, 16)
 
@@ -79,16 +79,16 @@ def test_zoo_config_counts_like_transformers_and_the_model_card():
                         d_ff=published.intermediate_size, vocab_size=published.vocab_size,
                         tie_embeddings=published.tie_word_embeddings, rope_base=5000000.0, context_length=65536,
                         norm_eps=published.rms_norm_eps)
-    assert [spec.positions == "rope" for spec in config.layers] == [bool(f) for f in published.no_rope_layers]
+    assert [spec.positions is not None for spec in config.layers] == [bool(f) for f in published.no_rope_layers]
     assert config_from_transformers(published).layers == config.layers
 
 
 def test_zoo_tiny_keeps_a_nope_layer_at_any_depth():
     tiny = zoo.tiny("smollm3-3b")
-    assert [spec.positions for spec in tiny.layers] == ["rope", "rope", "rope", "none"]
+    assert [spec.positions is not None for spec in tiny.layers] == [True, True, True, False]
     assert tiny.n_kv_heads < tiny.n_heads  # GQA stays GQA
     deeper = zoo.tiny("smollm3-3b", n_layers=9)
-    assert [i for i, spec in enumerate(deeper.layers) if spec.positions == "none"] == [3, 7]
+    assert [i for i, spec in enumerate(deeper.layers) if spec.positions is None] == [3, 7]
 
 
 def test_sliding_windows_are_refused():
