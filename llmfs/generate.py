@@ -1,5 +1,7 @@
 """Text generation: greedy decoding or sampling with temperature and top-k, with or without the KV cache."""
 
+import math
+
 import torch
 
 
@@ -12,13 +14,16 @@ def generate(model, idx, max_new_tokens, temperature=0.0, top_k=None, use_cache=
     use_cache=True prefills a KV cache once and then feeds one token per step; use_cache=False
     recomputes the whole sequence every step (same tokens, much slower: chapter 3).
     """
-    if idx.dim() != 2:
-        raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}.")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+    if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"idx must be integer token ids of shape (B, T), got {getattr(idx, 'shape', idx)!r}.")
+    if idx.shape[0] == 0 or idx.shape[1] == 0:
+        raise ValueError(f"idx must hold at least one sequence of at least one token, got shape {tuple(idx.shape)}.")
+    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}.")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature!r}.")
-    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not math.isfinite(temperature) \
+            or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0 (0 is greedy), got {temperature!r}.")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
         raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}.")
     context_length = model.config.context_length
     if idx.shape[1] + max_new_tokens > context_length:
@@ -28,15 +33,17 @@ def generate(model, idx, max_new_tokens, temperature=0.0, top_k=None, use_cache=
         )
     was_training = model.training
     model.eval()
-    cache = model.new_cache(idx.shape[0]) if use_cache else None
-    logits = model(idx, cache=cache)[:, -1, :]  # prefill: (B, vocab)
-    for step in range(max_new_tokens):
-        next_id = _pick(logits, temperature, top_k, generator)  # (B, 1)
-        idx = torch.cat((idx, next_id), dim=1)
-        if step == max_new_tokens - 1:
-            break
-        logits = (model(next_id, cache=cache) if use_cache else model(idx))[:, -1, :]
-    model.train(was_training)
+    try:
+        cache = model.new_cache(idx.shape[0]) if use_cache else None
+        logits = model(idx, cache=cache)[:, -1, :]  # prefill: (B, vocab)
+        for step in range(max_new_tokens):
+            next_id = _pick(logits, temperature, top_k, generator)  # (B, 1)
+            idx = torch.cat((idx, next_id), dim=1)
+            if step == max_new_tokens - 1:
+                break
+            logits = (model(next_id, cache=cache) if use_cache else model(idx))[:, -1, :]
+    finally:
+        model.train(was_training)  # also when something above raised
     return idx
 
 
@@ -44,7 +51,10 @@ def _pick(logits, temperature, top_k, generator):
     """The next token from last-position logits (B, vocab) -> (B, 1)."""
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
+    logits = logits.float() / temperature
+    overflow = (logits == float("inf")).any(dim=-1, keepdim=True)  # a tiny temperature: keep only the top tokens
+    top = logits == logits.max(dim=-1, keepdim=True).values
+    logits = torch.where(overflow, torch.where(top, 0.0, float("-inf")), logits)
     if top_k is not None:
         kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

@@ -123,3 +123,51 @@ def plot_losses(histories, ax=None, title=None, x="step", log_scale=False, ylabe
     if title is not None:
         ax.set_title(title)
     return ax.figure
+
+
+def draw_design():
+    """The design of llmfs on one page: config data on the left, the modules built from it, and what is asked
+    of each layer (its cache, its cache size, its parameters). Drawn for the book's "How llmfs is built" page."""
+    ax = _new_axes((8, 4.6))
+    ax.set(xlim=(0, 100), ylim=(0, 60))
+    ax.axis("off")
+
+    def box(x, y, w, h, title, lines, color):
+        ax.add_patch(Rectangle((x, y), w, h, facecolor=color, edgecolor="0.3", lw=1))
+        ax.text(x + 1.2, y + h - 1.5, title, weight="bold", va="top", fontsize=9.5)
+        ax.text(x + 1.2, y + h - 5.5, "\n".join(lines), va="top", fontsize=8.5, family="monospace", linespacing=1.35)
+
+    def arrow(start, end, label=""):
+        ax.annotate("", end, start, arrowprops=dict(arrowstyle="->", color="0.35", lw=1.2))
+        if label:
+            ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 1, label, fontsize=8, ha="center",
+                    color="0.25", style="italic")
+
+    ax.text(16, 58.5, "config: data", ha="center", fontsize=10, weight="bold", color="C0")
+    ax.text(50, 58.5, "modules: built from it", ha="center", fontsize=10, weight="bold", color="C1")
+    ax.text(85, 58.5, "asked of each layer", ha="center", fontsize=10, weight="bold", color="C2")
+    box(1, 38, 31, 18, "ModelConfig", ["vocab_size, d_model,", "context_length, norm,", "embeddings, tying",
+                                        "layers: LayerSpec × n"], "#dbe9f6")
+    box(1, 4, 31, 30, "LayerSpec (one per layer)", ["attention = Attention(...)", "          | MLA(...)",
+                                                      "ffn  = MLP(...) | MoE(...)", "norm_placement = 'pre'",
+                                                      "positions = Rope(...)", "          | None (NoPE)",
+                                                      "", "layer_pattern(n, period,", "              first)"],
+        "#dbe9f6")
+    box(36, 38, 28, 18, "Transformer(config)", ["token embedding", "Block × n_layers", "final norm, lm_head"],
+        "#fde7d4")
+    box(36, 4, 28, 30, "Block i", ["Residual[placement](", "  spec.attention", "    .build(config, spec))",
+                                   "Residual[placement](", "  spec.ffn.build(config))", "", "each mechanism's",
+                                   "module sits next to", "its settings"], "#fde7d4")
+    box(68, 38, 31, 18, "model.new_cache(B)", ["one cache per layer,", "made by its attention:",
+                                               "K/V, a ring buffer,", "a latent, a state"], "#dcf0dc")
+    box(68, 4, 31, 30, "sizes, exact for any mix", ["kv_cache_bytes(config, T)", " = Σ layers",
+                                                    "   attention.cache_values(T)", "",
+                                                    "count_parameters(config)", " = built on 'meta'", "",
+                                                    "print(config): runs of", "equal layers collapsed"], "#dcf0dc")
+    arrow((32, 47), (36, 47), "builds")
+    arrow((32, 19), (36, 19), "builds")
+    arrow((16.5, 38), (16.5, 34))
+    arrow((50, 38), (50, 34))
+    arrow((64, 47), (68, 47))
+    arrow((64, 19), (68, 19))
+    return ax.figure

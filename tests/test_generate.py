@@ -53,9 +53,39 @@ def test_generating_past_the_context_is_an_error(model):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(max_new_tokens=-1), "max_new_tokens must be a non-negative integer"),
-    (dict(max_new_tokens=2, temperature=-0.1), "temperature must be >= 0"),
+    (dict(max_new_tokens=2, temperature=-0.1), "temperature must be a finite number >= 0"),
     (dict(max_new_tokens=2, top_k=0), "top_k must be None or a positive integer"),
 ])
 def test_bad_arguments(model, kwargs, message):
     with pytest.raises(ValueError, match=message):
         generate(model, torch.zeros(1, 2, dtype=torch.long), **kwargs)
+
+
+@pytest.mark.parametrize("temperature", [float("nan"), float("inf"), -1.0, "0.5", True])
+def test_bad_temperature_is_refused_and_the_mode_restored(temperature):
+    model = Transformer(zoo.tiny("gpt2-124m")).train()
+    with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
+        generate(model, torch.zeros(1, 3, dtype=torch.long), 2, temperature=temperature)
+    assert model.training
+
+
+def test_tiny_temperature_samples_the_most_likely_token():
+    torch.manual_seed(0)
+    model = Transformer(zoo.tiny("gpt2-124m"))
+    idx = torch.randint(0, 512, (2, 5))
+    greedy = generate(model, idx, 4)
+    assert torch.equal(generate(model, idx, 4, temperature=1e-30), greedy)
+
+
+def test_mode_is_restored_when_the_forward_pass_raises():
+    model = Transformer(zoo.tiny("gpt2-124m", context_length=8)).train()
+    with pytest.raises(ValueError, match="token ids must lie in"):
+        generate(model, torch.full((1, 3), 10_000), 2)
+    assert model.training
+
+
+@pytest.mark.parametrize("shape", [(1, 0), (0, 3)])
+def test_empty_prompt_or_batch_is_refused(shape):
+    model = Transformer(zoo.tiny("gpt2-124m"))
+    with pytest.raises(ValueError, match="at least one sequence of at least one token"):
+        generate(model, torch.zeros(shape, dtype=torch.long), 2)

@@ -117,3 +117,15 @@ def test_plot_losses_several_runs_tokens_and_log_scale():
 def test_plot_losses_rejects_bad_input(histories, kwargs, error, match):
     with pytest.raises(error, match=match):
         plot_losses(histories, **kwargs)
+
+
+def test_design_diagram_names_the_pieces_it_connects():
+    from llmfs.plotting import draw_design
+
+    figure = draw_design()
+    texts = " ".join(t.get_text() for t in figure.axes[0].texts)
+    for piece in ("ModelConfig", "LayerSpec", "Transformer(config)", "Block i", "model.new_cache(B)",
+                  "kv_cache_bytes", "count_parameters", "layer_pattern"):
+        assert piece in texts
+    assert figure.get_size_inches()[0] <= 8  # readable at the book's column width
+    figure.canvas.draw()
