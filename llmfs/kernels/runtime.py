@@ -6,6 +6,7 @@ Triton decides when a kernel is defined whether it is compiled for a GPU or run 
 
 import importlib
 import os
+import sys
 
 import torch
 
@@ -25,13 +26,28 @@ class NoGPUError(RuntimeError):
     """A kernel or benchmark that needs a CUDA GPU was asked to run without one."""
 
 
+def use_interpreter_without_gpu() -> None:
+    """Set `TRITON_INTERPRET=1` if there is no CUDA GPU, the variable is unset and triton is not imported yet.
+
+    Triton reads the variable when it is imported (its own `tl.max`, `tl.sum`... are kernels too), so it
+    must be set first; `import llmfs.kernels` calls this, and the test suite calls it before any test.
+    """
+    if INTERPRET_ENV not in os.environ and "triton" not in sys.modules and not torch.cuda.is_available():
+        os.environ[INTERPRET_ENV] = "1"
+
+
 def import_triton():
     """Return `(triton, triton.language)`, first switching on the interpreter if there is no CUDA GPU.
 
     An explicit `TRITON_INTERPRET` in the environment is left as it is.
     """
+    use_interpreter_without_gpu()
     if INTERPRET_ENV not in os.environ and not torch.cuda.is_available():
-        os.environ[INTERPRET_ENV] = "1"
+        raise NoGPUError(
+            "there is no CUDA GPU, and triton was imported before its interpreter was switched on, so Triton "
+            f"kernels cannot run in this process. Set {INTERPRET_ENV}=1 before anything imports triton: "
+            f"import llmfs.kernels first, or start Python with {INTERPRET_ENV}=1 in the environment"
+        )
     try:
         triton = importlib.import_module("triton")
         language = importlib.import_module("triton.language")
