@@ -10,6 +10,6 @@ from .ops import HEAD_DIMS, MAX_ROW, add, flash_attention, launch, matmul, rms_n
 from .reference import (add_reference, attention_reference, matmul_reference, rms_norm_reference, rope_reference,
                         softmax_reference)
 from .runtime import (GPU_DTYPES, INTERPRETER_DTYPES, KernelInputError, NoGPUError, import_triton, interpreting,
-                      supported_dtypes, use_interpreter_without_gpu)
+                      kernel_device, supported_dtypes, use_interpreter_without_gpu)
 
 use_interpreter_without_gpu()

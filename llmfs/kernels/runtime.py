@@ -70,6 +70,11 @@ def interpreting() -> bool:
     return value.lower() in ("1", "true", "on", "yes")
 
 
+def kernel_device() -> str:
+    """Where kernel inputs must live: "cpu" for the interpreter, else "cuda"."""
+    return "cpu" if interpreting() else "cuda"
+
+
 def supported_dtypes() -> tuple[torch.dtype, ...]:
     """The dtypes the kernels accept where they run now: the interpreter's, or a GPU's."""
     return INTERPRETER_DTYPES if interpreting() else GPU_DTYPES
