@@ -6,12 +6,13 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from llmfs import bench
 from llmfs import kernels as K
-from llmfs.kernels import roofline
+from llmfs.kernels import figures, roofline
 from llmfs.kernels.results import load_results, plot_results, save_results
 from llmfs.positions import rope_frequencies
 
@@ -238,7 +239,7 @@ def test_costs_count_flops_and_bytes():
 def test_roofline_plot_places_every_point():
     ax = roofline.plot_roofline(roofline.H100_SXM, {"decode": 1.0, "prefill": 2000.0})
     assert len(ax.lines) == 4                                                     # roof, ridge, two points
-    assert {text.get_text() for text in ax.texts} >= {"decode", "prefill"}
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["decode", "prefill"]
 
 
 def synthetic_results() -> dict:
@@ -262,3 +263,20 @@ def test_results_round_trip_and_plot(tmp_path):
     assert load_results(path) == results == json.loads(path.read_text())
     fig = plot_results(results)
     assert len(fig.axes) == 4 and len(fig.axes[3].lines) == 4
+
+
+def test_launch_order_is_a_permutation_and_grouping_reads_fewer_panels():
+    for group_m in (1, 3, 4, 8):
+        assert sorted(figures.launch_order(7, 5, group_m).ravel()) == list(range(35))
+    assert (figures.launch_order(4, 4, 1) == np.arange(16).reshape(4, 4)).all()         # row-major
+    first_wave = figures.launch_order(8, 8, 4) < 8
+    assert first_wave.any(axis=1).sum() + first_wave.any(axis=0).sum() == 4 + 2           # panels of A + of B
+
+
+def test_attention_block_map_counts_what_the_kernel_visits():
+    causal = figures.attention_blocks(128, 16, 16, causal=True)
+    assert (causal != figures.SKIPPED).sum() == 8 * 9 // 2 and (causal == figures.MASKED).sum() == 8
+    tall = figures.attention_blocks(100, 32, 16, causal=True)                              # 4 tiles x 7 blocks
+    assert tall.shape == (4, 7) and (tall[3] == figures.MASKED).sum() == 1                 # keys 96..99 only
+    full = figures.attention_blocks(100, 32, 16, causal=False)
+    assert (full == figures.SKIPPED).sum() == 0 and (full[:, -1] == figures.MASKED).all()  # the ragged end

@@ -53,7 +53,7 @@ def plot_launch_order(tiles_m: int = 8, tiles_n: int = 8, group_m: int = 4):
             ax.text(c, r, str(pid), ha="center", va="center", fontsize=9)
         rows_a = len({r for (r, c), pid in np.ndenumerate(order) if pid < wave})
         cols_b = len({c for (r, c), pid in np.ndenumerate(order) if pid < wave})
-        ax.set(title=f"{title}\nfirst {wave} programs read {rows_a} A panels + {cols_b} B panels",
+        ax.set(title=f"{title}\nfirst {wave} programs: {rows_a} A + {cols_b} B panels",
                xticks=[], yticks=[])
     fig.tight_layout()
     return fig

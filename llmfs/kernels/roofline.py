@@ -79,12 +79,10 @@ def plot_roofline(spec: GPUSpec, points: dict[str, float], ax=None):
     ax.loglog(intensity, [spec.attainable_tflops(i) for i in intensity], color="black", lw=2)
     ax.axvline(spec.ridge, color="gray", ls=":", lw=1)
     ax.text(spec.ridge * 1.1, spec.peak_tflops * 0.02, f"ridge\n{spec.ridge:.0f} FLOP/B", color="gray", fontsize=9)
+    markers = "os^vDP*X"
     for number, (name, value) in enumerate(sorted(points.items(), key=lambda item: item[1])):
-        y = spec.attainable_tflops(value)
-        ax.plot(value, y, "o", markersize=7)
-        ax.annotate(name, (value, y), textcoords="offset points", fontsize=9,
-                    xytext=(6, -14 - 11 * (number % 2)) if value < spec.ridge else (-6, 8 + 11 * (number % 2)),
-                    ha="left" if value < spec.ridge else "right")
+        ax.plot(value, spec.attainable_tflops(value), markers[number % len(markers)], markersize=8, label=name)
+    ax.legend(fontsize=9, loc="lower right")
     ax.set(xlabel="arithmetic intensity (FLOP per byte moved)", ylabel="attainable TFLOP/s",
            title=f"Roofline of the {spec.name} (published peaks)")
     ax.set_ylim(top=spec.peak_tflops * 3)
