@@ -66,9 +66,17 @@ def hf_forward(repeats: int = 5) -> tuple[str, float]:
     return "time ratio", t_ours / t_hf
 
 
+def kernels() -> tuple[str, float]:
+    """On a CUDA GPU: the Triton kernels of chapter 10 against PyTorch, saved to a result file; needs a GPU."""
+    from .kernels.benchmark import run
+
+    return run()
+
+
 BENCHMARKS = {
     "kv-cache": (kv_cache, "decode tokens/s with cache / without (target >= 5)"),
     "hf-forward": (hf_forward, "llmfs forward time / transformers eager forward time (target <= 1.0)"),
+    "kernels": (kernels, "GPU only: Triton attention speed / SDPA flash at N=4096 (target >= 0.5), GB/s, TFLOP/s"),
 }
 
 

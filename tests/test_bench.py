@@ -14,4 +14,4 @@ def test_listing_names_every_benchmark(capsys):
 def test_unknown_benchmark_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
         bench.main(["kv-cach"])
-    assert "unknown benchmark 'kv-cach'; choose one of kv-cache, hf-forward" in capsys.readouterr().err
+    assert "unknown benchmark 'kv-cach'; choose one of kv-cache, hf-forward, kernels" in capsys.readouterr().err
