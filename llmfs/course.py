@@ -214,7 +214,8 @@ stub that raises `NotImplementedError`, and all outputs are cleared. Do not edit
 tests check that they match the chapters. Open one in Colab, write each exercise's function, and run the
 check cell after it.
 
-| # | Chapter | Open |
+<!-- The book's "How to use this book" page includes what follows. -->
+| # | Chapter | Student edition |
 |---|---------|------|
 """
 
@@ -228,7 +229,7 @@ def student_readme(paths: list[Path], notebooks: list) -> str:
         number = str(order.index(name) + 1) if name in order else ""
         rows.append(
             (order.index(name) if name in order else len(order), f"| {number} | {chapter_title(notebook)} | "
-             f"[{path.name} in Colab]({colab_url(STUDENT_DIR / path.name)}) |")
+             f"[open in Colab]({colab_url(STUDENT_DIR / path.name)}) |")
         )
     return STUDENT_README + "\n".join(row for _, row in sorted(rows)) + "\n"
 
