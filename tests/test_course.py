@@ -4,7 +4,13 @@ Solution cells run on their own in a namespace holding only the setup names (SET
 authors keep them self-contained apart from those names (book/instructors.md says so).
 """
 
+import functools
+import os
 import re
+import shutil
+import subprocess
+import sys
+import zipfile
 
 import nbformat
 import pytest
@@ -164,6 +170,47 @@ def test_student_edition_in_the_repository_matches_the_chapters(tmp_path):
         assert (committed / name).read_bytes() == (expected / name).read_bytes(), (
             f"student/{name} is out of date: run `python -m llmfs.course student`"
         )
+
+
+def build_wheel(tmp_path):
+    """Build the package's wheel from a copy of the files it is made of (no build folder in the checkout)."""
+    source = tmp_path / "source"
+    shutil.copytree(course.REPO_ROOT / "llmfs", source / "llmfs", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(course.REPO_ROOT / name, source / name)
+    try:
+        import setuptools
+
+        isolation = [] if int(setuptools.__version__.split(".")[0]) >= 77 else ["--use-pep517"]
+    except ImportError:
+        isolation = ["--use-pep517"]
+    no_isolation = ["--no-build-isolation"] if not isolation else []
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *no_isolation, "-w", str(tmp_path), str(source)],
+        check=True,
+    )
+    [wheel] = tmp_path.glob("*.whl")
+    return wheel
+
+
+def test_the_installed_wheel_grades_and_says_the_other_commands_need_a_checkout(tmp_path):
+    wheel = build_wheel(tmp_path)
+    names = zipfile.ZipFile(wheel).namelist()
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("dist-info/METADATA"))).decode()
+    assert wheel.name.startswith("llmfs_course-") and "Name: llmfs-course" in metadata
+    assert "License-Expression: MIT" in metadata and any(n.endswith("licenses/LICENSE") for n in names)
+    assert "llmfs/data/NOTICE.md" in names and not any(n.startswith("chapters/") for n in names)
+
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    run = functools.partial(
+        subprocess.run, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(site)}
+    )
+    student = run([sys.executable, "-m", "llmfs.course", "student"])
+    assert student.returncode != 0 and "source checkout" in student.stderr, student.stderr
+    assert str(site / "llmfs") in student.stderr  # the message names the installed copy it ran from
+    grade = run([sys.executable, "-m", "llmfs.course", "grade", "--help"])
+    assert grade.returncode == 0 and "--seed" in grade.stdout, grade.stderr
 
 
 def test_commands_that_change_chapters_need_a_checkout(tmp_path, monkeypatch):
