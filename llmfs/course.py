@@ -33,6 +33,7 @@ SOLUTION_TITLE = "#@title Solution (double-click to show the code)"
 SOLUTION_TITLE_LINE = re.compile(r"#@title\b[^\n]*\n?")
 # A markdown cell that only opens or closes a solution dropdown of the book (sphinx-exercise).
 SOLUTION_FENCE = re.compile(r"\s*```\{solution-(start|end)\}[^`]*```\s*")
+GLUE_ROLE = re.compile(r"\{glue(?::text)?\}`(?P<name>\w+)(?::(?P<format>[^`]*))?`")
 CHECK_CALL = re.compile(r"""llmfs\.exercises\.check\(\s*["']([^"']+)["']\s*,\s*(\w+)\s*\)""")
 
 
@@ -158,6 +159,54 @@ def uncollapse_solution(cell) -> None:
     jupyter.pop("source_hidden", None)
     if not jupyter:
         cell.metadata.pop("jupyter", None)
+
+
+def glued_values(notebook) -> dict[str, str]:
+    """Return each glued name's value as the notebook stored it (its text/plain repr), from myst-nb's outputs."""
+    values = {}
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            scrapbook = output.get("metadata", {}).get("scrapbook", {})
+            if "name" in scrapbook:
+                values[scrapbook["name"]] = output.get("data", {}).get("application/papermill.record/text/plain", "")
+    return values
+
+
+def visible_outputs(notebook) -> str:
+    """Return the text that Jupyter shows under the notebook's code cells (printed text and plain results)."""
+    parts = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if "scrapbook" in output.get("metadata", {}):
+                continue  # a glued value: the book shows it, Jupyter does not
+            parts.append(output.get("text", "") + output.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def glue_unseen_in_jupyter(notebook) -> list[str]:
+    """Return the glue roles of the notebook's text whose value no printed output shows in Jupyter or Colab.
+
+    There the role reads as its raw markup; the sentence still makes sense when the same value, formatted as the
+    role formats it, is printed by a cell of the notebook.
+    """
+    import ast
+
+    values, shown, unseen = glued_values(notebook), visible_outputs(notebook), []
+    for cell in notebook.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for match in GLUE_ROLE.finditer(cell.source):
+            name, spec = match["name"], match["format"] or ""
+            if name not in values:
+                unseen.append(f"{match[0]}: no cell glues {name}")
+                continue
+            try:
+                text = format(ast.literal_eval(values[name]), spec)
+            except (ValueError, SyntaxError, TypeError):
+                text = values[name].strip("'\"")
+            if text not in shown:
+                unseen.append(f"{match[0]} = {text!r} is printed by no cell")
+    return unseen
 
 
 def execute(notebooks: list[Path]) -> None:

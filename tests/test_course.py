@@ -240,6 +240,38 @@ def test_solution_cells_are_collapsed_in_jupyter_and_colab(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_glued_numbers_are_also_printed_for_jupyter_and_colab(path):
+    unseen = course.glue_unseen_in_jupyter(nbformat.read(path, as_version=4))
+    assert unseen == [], (
+        "Jupyter and Colab show a {glue} role as raw markup: print each glued value in its cell, formatted as the "
+        "sentence formats it, so the reader there sees the number:\n" + "\n".join(unseen)
+    )
+
+
+def test_glue_check_finds_a_number_printed_nowhere():
+    glued = nbformat.v4.new_output(
+        "display_data",
+        data={"application/papermill.record/text/plain": "0.12345"},
+        metadata={"scrapbook": {"name": "x", "mime_prefix": "application/papermill.record/"}},
+    )
+    printed = nbformat.v4.new_output("stream", text="x is 0.12\n")
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("glue('x', x)", outputs=[glued]),
+            nbformat.v4.new_markdown_cell("x is {glue:text}`x:.2f`, {glue:text}`x:.3f` or {glue:text}`y`."),
+        ]
+    )
+    assert course.glue_unseen_in_jupyter(notebook) == [
+        "{glue:text}`x:.2f` = '0.12' is printed by no cell",
+        "{glue:text}`x:.3f` = '0.123' is printed by no cell",
+        "{glue:text}`y`: no cell glues y",
+    ]
+    notebook.cells[0].outputs.append(printed)
+    assert course.glue_unseen_in_jupyter(notebook) == ["{glue:text}`x:.3f` = '0.123' is printed by no cell",
+                                                        "{glue:text}`y`: no cell glues y"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_solution_markers_are_balanced(path):
     for cell in nbformat.read(path, as_version=4).cells:
         if cell.cell_type == "code":
