@@ -228,7 +228,7 @@ def test_chapter_is_in_the_table_of_contents(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_chapter_starts_with_the_setup_cell(path):
     cell = course.first_code_cell(nbformat.read(path, as_version=4))
-    assert cell is not None and cell.source == course.setup_cell_source(), "run `python -m llmfs.course sync-setup`"
+    assert cell is not None and cell.source == course.setup_cell_source(), "run `python -m llmfs.course sync-cells`"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
