@@ -171,6 +171,8 @@ def run_cells(notebook, workdir: Path, limits: Limits, first_grading_cell: int, 
                     runs[index] = CellRun("skipped", f"not run: the time limit of {limits.time_limit:g} s was reached")
                     continue
                 runs[index] = run_sync(_run_cell)(client, notebook.cells[index], timeout)
+                if runs[index].state == "timeout" and index < first_grading_cell:
+                    notes.append(f"cell {index} {runs[index].message}")
                 if runs[index].state in ("dead", "stuck"):
                     what = "died" if runs[index].state == "dead" else "was stuck"
                     notes.append(f"the kernel {what} in cell {index}")
