@@ -4,7 +4,13 @@ Solution cells run on their own in a namespace holding only the setup names (SET
 authors keep them self-contained apart from those names (book/instructors.md says so).
 """
 
+import functools
+import os
 import re
+import shutil
+import subprocess
+import sys
+import zipfile
 
 import nbformat
 import pytest
@@ -65,7 +71,7 @@ def test_setup_cell_is_rendered_from_the_repository_url():
         "# Setup: in Colab this installs llmfs; locally and in CI it is already installed.\n"
         "import importlib.util\n"
         'if importlib.util.find_spec("llmfs") is None:\n'
-        f'    %pip install -q "llmfs @ git+{url}"\n'
+        f'    %pip install -q "llmfs-course @ git+{url}"\n'
         "import llmfs\n"
         "DEVICE = llmfs.pick_device()"
     )
@@ -117,6 +123,103 @@ def test_student_edition_and_sync_setup_on_a_toy_chapter(tmp_path):
     assert cells[2].source == course.stub_solutions(solution)
 
 
+def test_sync_cells_collapses_solutions_and_the_student_edition_opens_them(tmp_path):
+    solution = "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(course.setup_cell_source()),
+            nbformat.v4.new_markdown_cell("```{solution-start} ch99-double\n:class: dropdown\n```"),
+            nbformat.v4.new_code_cell(solution),
+            nbformat.v4.new_markdown_cell("```{solution-end}\n```"),
+            nbformat.v4.new_code_cell('llmfs.exercises.check("ch99.double", double)'),
+        ]
+    )
+    chapter = tmp_path / "toy.ipynb"
+    nbformat.write(notebook, chapter)
+
+    assert course.sync_cells([chapter]) == [chapter]
+    assert course.sync_cells([chapter]) == []
+    cell = nbformat.read(chapter, as_version=4).cells[2]
+    assert cell.source == course.SOLUTION_TITLE + "\n" + solution
+    assert cell.metadata["cellView"] == "form" and cell.metadata["jupyter"]["source_hidden"] is True
+    assert course.stub_solutions(cell.source).startswith("#@title")  # the markers still work below the title
+
+    [student] = course.write_student_edition([chapter], tmp_path / "student")
+    cells = nbformat.read(student, as_version=4).cells
+    assert [c.cell_type for c in cells] == ["code", "code", "code"]  # the book's dropdown fences are gone
+    assert cells[1].source == course.stub_solutions(solution) and "cellView" not in cells[1].metadata
+    assert "jupyter" not in cells[1].metadata
+    readme = (tmp_path / "student" / "README.md").read_text(encoding="utf-8")
+    assert "https://colab.research.google.com/github/" in readme and "/student/toy.ipynb" in readme
+
+
+def test_colab_url_points_into_the_repository():
+    url = course.colab_url(course.STUDENT_DIR / "kv_cache.ipynb")
+    assert re.fullmatch(r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w.-]+/student/kv_cache\.ipynb", url)
+
+
+def test_student_edition_in_the_repository_matches_the_chapters(tmp_path):
+    expected = tmp_path / "student"
+    course.write_student_edition(NOTEBOOKS, expected)
+    committed = course.STUDENT_DIR
+    names = sorted(path.name for path in expected.iterdir())
+    assert committed.is_dir() and sorted(path.name for path in committed.iterdir()) == names, (
+        "run `python -m llmfs.course student`"
+    )
+    for name in names:
+        assert (committed / name).read_bytes() == (expected / name).read_bytes(), (
+            f"student/{name} is out of date: run `python -m llmfs.course student`"
+        )
+
+
+def build_wheel(tmp_path):
+    """Build the package's wheel from a copy of the files it is made of (no build folder in the checkout)."""
+    source = tmp_path / "source"
+    shutil.copytree(course.REPO_ROOT / "llmfs", source / "llmfs", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(course.REPO_ROOT / name, source / name)
+    try:
+        import setuptools
+
+        isolation = [] if int(setuptools.__version__.split(".")[0]) >= 77 else ["--use-pep517"]
+    except ImportError:
+        isolation = ["--use-pep517"]
+    no_isolation = ["--no-build-isolation"] if not isolation else []
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *no_isolation, "-w", str(tmp_path), str(source)],
+        check=True,
+    )
+    [wheel] = tmp_path.glob("*.whl")
+    return wheel
+
+
+def test_the_installed_wheel_grades_and_says_the_other_commands_need_a_checkout(tmp_path):
+    wheel = build_wheel(tmp_path)
+    names = zipfile.ZipFile(wheel).namelist()
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("dist-info/METADATA"))).decode()
+    assert wheel.name.startswith("llmfs_course-") and "Name: llmfs-course" in metadata
+    assert "License-Expression: MIT" in metadata and any(n.endswith("licenses/LICENSE") for n in names)
+    assert "llmfs/data/NOTICE.md" in names and not any(n.startswith("chapters/") for n in names)
+
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    run = functools.partial(
+        subprocess.run, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(site)}
+    )
+    student = run([sys.executable, "-m", "llmfs.course", "student"])
+    assert student.returncode != 0 and "source checkout" in student.stderr, student.stderr
+    assert str(site / "llmfs") in student.stderr  # the message names the installed copy it ran from
+    grade = run([sys.executable, "-m", "llmfs.course", "grade", "--help"])
+    assert grade.returncode == 0 and "--seed" in grade.stdout, grade.stderr
+
+
+def test_commands_that_change_chapters_need_a_checkout(tmp_path, monkeypatch):
+    monkeypatch.setattr(course, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(course, "CHAPTERS_DIR", tmp_path / "chapters")
+    with pytest.raises(SystemExit, match="source checkout"):
+        course.main(["student"])
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_chapter_is_in_the_table_of_contents(path):
     assert toc_name(path) in NUMBERED_CHAPTERS, f"add `- file: {toc_name(path)}` to the Chapters part of _toc.yml"
@@ -125,7 +228,47 @@ def test_chapter_is_in_the_table_of_contents(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_chapter_starts_with_the_setup_cell(path):
     cell = course.first_code_cell(nbformat.read(path, as_version=4))
-    assert cell is not None and cell.source == course.setup_cell_source(), "run `python -m llmfs.course sync-setup`"
+    assert cell is not None and cell.source == course.setup_cell_source(), "run `python -m llmfs.course sync-cells`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_solution_cells_are_collapsed_in_jupyter_and_colab(path):
+    notebook = nbformat.read(path, as_version=4)
+    solutions = [cell for cell in notebook.cells if course.is_solution_cell(cell)]
+    assert solutions, f"{path.name} has no solution cell"
+    assert not any(course.collapse_solution(cell) for cell in solutions), "run `python -m llmfs.course sync-cells`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_glued_numbers_are_also_printed_for_jupyter_and_colab(path):
+    unseen = course.glue_unseen_in_jupyter(nbformat.read(path, as_version=4))
+    assert unseen == [], (
+        "Jupyter and Colab show a {glue} role as raw markup: print each glued value in its cell, formatted as the "
+        "sentence formats it, so the reader there sees the number:\n" + "\n".join(unseen)
+    )
+
+
+def test_glue_check_finds_a_number_printed_nowhere():
+    glued = nbformat.v4.new_output(
+        "display_data",
+        data={"application/papermill.record/text/plain": "0.12345"},
+        metadata={"scrapbook": {"name": "x", "mime_prefix": "application/papermill.record/"}},
+    )
+    printed = nbformat.v4.new_output("stream", text="x is 0.12\n")
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("glue('x', x)", outputs=[glued]),
+            nbformat.v4.new_markdown_cell("x is {glue:text}`x:.2f`, {glue:text}`x:.3f` or {glue:text}`y`."),
+        ]
+    )
+    assert course.glue_unseen_in_jupyter(notebook) == [
+        "{glue:text}`x:.2f` = '0.12' is printed by no cell",
+        "{glue:text}`x:.3f` = '0.123' is printed by no cell",
+        "{glue:text}`y`: no cell glues y",
+    ]
+    notebook.cells[0].outputs.append(printed)
+    assert course.glue_unseen_in_jupyter(notebook) == ["{glue:text}`x:.3f` = '0.123' is printed by no cell",
+                                                        "{glue:text}`y`: no cell glues y"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)

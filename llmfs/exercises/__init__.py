@@ -6,6 +6,8 @@ every such module the first time `ids()` or `check()` is used. In a notebook:
     llmfs.exercises.check("ch02.causal_mask", causal_mask)
 
 prints a one-line verdict (passed, what differs, or not implemented yet) and returns True or False.
+`verdict(exercise_id, fn, seed=...)` returns the same verdict as data; instructors' grading
+(`python -m llmfs.course grade`) calls it with a seed of their own, so the inputs differ from the notebook's.
 """
 
 import copy
@@ -20,7 +22,8 @@ from typing import Callable
 
 import torch
 
-SEED = 0
+SEED = 0  # the inputs of the notebooks' check cells
+GRADING_SEED = 1  # the default hidden inputs of `python -m llmfs.course grade` (an instructor may pass another)
 ID_PATTERN = re.compile(r"ch\d{2}\.[a-z][a-z0-9_]*")
 
 
@@ -28,8 +31,9 @@ ID_PATTERN = re.compile(r"ch\d{2}\.[a-z][a-z0-9_]*")
 class Exercise:
     """One exercise: a reference solution, the random inputs to try it on, and how to compare answers.
 
-    `cases(gen)` returns a list of argument tuples drawn with the seeded generator `gen`;
-    `compare(expected, got)` returns None when they agree, else a sentence saying what differs.
+    `cases(gen)` returns a list of argument tuples drawn with the seeded generator `gen` (draw every random
+    value from `gen`, so that another seed gives other inputs); `compare(expected, got)` returns None when
+    they agree, else a sentence saying what differs. `points` is its weight in instructors' grading.
     """
 
     id: str
@@ -37,6 +41,24 @@ class Exercise:
     reference: Callable
     cases: Callable[[torch.Generator], list[tuple]]
     compare: Callable | None = None
+    points: int = 1
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of checking a function: status is "passed", "failed" or "not implemented"."""
+
+    exercise_id: str
+    status: str
+    message: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def __str__(self) -> str:
+        icon = {"passed": "✅", "failed": "❌", "not implemented": "⏳"}[self.status]
+        return f"{icon} {self.exercise_id}: {self.message}"
 
 
 class UnknownExerciseError(KeyError):
@@ -169,10 +191,10 @@ def _describe_case(args: tuple) -> str:
     return "(" + ", ".join(parts) + ")"
 
 
-def check(exercise_id: str, fn: Callable) -> bool:
-    """Run `fn` on the exercise's random inputs, compare with the reference, print a verdict, return success."""
+def verdict(exercise_id: str, fn: Callable, seed: int = SEED) -> Verdict:
+    """Run `fn` on the exercise's random inputs drawn with `seed` and compare with the reference."""
     exercise = get(exercise_id)
-    gen = torch.Generator().manual_seed(SEED)
+    gen = torch.Generator().manual_seed(seed)
     cases = exercise.cases(gen)
     compare = exercise.compare or default_compare
     for number, args in enumerate(cases, start=1):
@@ -180,17 +202,25 @@ def check(exercise_id: str, fn: Callable) -> bool:
         try:
             got = fn(*copy.deepcopy(args))
         except NotImplementedError:
-            print(f"⏳ {exercise_id}: not implemented yet (replace the `raise NotImplementedError` with your code)")
-            return False
-        except Exception as err:  # the reader's code may raise anything; report it rather than crash
-            print(
-                f"❌ {exercise_id}: input {number} of {len(cases)} {_describe_case(args)} "
-                f"raised {type(err).__name__}: {err}"
+            return Verdict(
+                exercise_id,
+                "not implemented",
+                "not implemented yet (replace the `raise NotImplementedError` with your code)",
             )
-            return False
+        except Exception as err:  # the reader's code may raise anything; report it rather than crash
+            return Verdict(
+                exercise_id,
+                "failed",
+                f"input {number} of {len(cases)} {_describe_case(args)} raised {type(err).__name__}: {err}",
+            )
         problem = compare(expected, got)
         if problem:
-            print(f"❌ {exercise_id}: input {number} of {len(cases)} {_describe_case(args)}: {problem}")
-            return False
-    print(f"✅ {exercise_id}: passed on {len(cases)} random inputs")
-    return True
+            return Verdict(exercise_id, "failed", f"input {number} of {len(cases)} {_describe_case(args)}: {problem}")
+    return Verdict(exercise_id, "passed", f"passed on {len(cases)} random inputs")
+
+
+def check(exercise_id: str, fn: Callable, seed: int = SEED) -> bool:
+    """Run `fn` on the exercise's random inputs, compare with the reference, print a verdict, return success."""
+    result = verdict(exercise_id, fn, seed)
+    print(result)
+    return result.passed
