@@ -10,7 +10,7 @@ import torch
 
 from .config import LayerSpec, ModelConfig, RopeScaling
 from .ffn import MLP
-from .mla import MLA
+from .mla import DSA, MLA
 from .positions import Rope, halves_from_pairs
 from .model import Transformer
 
@@ -282,8 +282,33 @@ class DeepseekV3Family(LlamaFamily):
         return out
 
 
+class DeepseekV32Family(DeepseekV3Family):
+    """DeepSeek-V3.2 = DeepSeek-V3 + DeepSeek Sparse Attention: a lightning indexer per layer (split-halves RoPE
+    on its first dims) picks the `index_topk` tokens each query attends to."""
+
+    required = {**LlamaFamily.required, "attention_bias": (False, None)}
+    layer_names = {
+        **DeepseekV3Family.layer_names,
+        "attention.sublayer.indexer.q_proj": "self_attn.indexer.wq_b",
+        "attention.sublayer.indexer.k_proj": "self_attn.indexer.wk",
+        "attention.sublayer.indexer.k_norm": "self_attn.indexer.k_norm",
+        "attention.sublayer.indexer.head_weights": "self_attn.indexer.weights_proj",
+    }
+
+    @classmethod
+    def dense_layers(cls, hf) -> int:
+        types = list(hf.mlp_layer_types)  # "dense" or "sparse" (MoE) per layer
+        return types.index("sparse") if "sparse" in types else len(types)
+
+    @classmethod
+    def attention(cls, hf) -> DSA:
+        return DSA(hf.num_attention_heads, hf.kv_lora_rank, hf.q_lora_rank, hf.qk_nope_head_dim, hf.qk_rope_head_dim,
+                   hf.v_head_dim, hf.index_n_heads, hf.index_head_dim, hf.index_topk)
+
+
 FAMILIES = {"gpt2": Gpt2Family, "llama": LlamaFamily, "qwen3": Qwen3Family, "olmo2": Olmo2Family,
-            "smollm3": SmolLM3Family, "deepseek_v3": DeepseekV3Family}
+            "smollm3": SmolLM3Family, "deepseek_v3": DeepseekV3Family,
+            "deepseek_v32": DeepseekV32Family}
 
 
 def _family(hf_config):

@@ -94,3 +94,34 @@ def test_deepseek_v3_parameters_equal_transformers_with_all_layers_dense():
     config = config_from_transformers(hf_config)
     assert count_parameters(config).total == sum(p.numel() for p in reference.parameters())
     assert kv_cache_bytes(config, 1) == 61 * (512 + 64) * 2  # 68.6 KiB per token in bf16
+
+
+def tiny_hf_deepseek_v32(index_topk=6):
+    """A tiny random DeepseekV32ForCausalLM (MLA + lightning indexer), all layers dense, eager attention."""
+    from transformers import DeepseekV32Config, DeepseekV32ForCausalLM
+
+    torch.manual_seed(0)
+    config = DeepseekV32Config(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2, first_k_dense_replace=2,
+        num_attention_heads=4, num_key_value_heads=4, kv_lora_rank=32, q_lora_rank=48, qk_nope_head_dim=16,
+        qk_rope_head_dim=8, v_head_dim=12, index_n_heads=8, index_head_dim=16, index_topk=index_topk,
+        max_position_embeddings=128, rms_norm_eps=1e-6, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        attn_implementation="eager", bos_token_id=0, eos_token_id=None, pad_token_id=1)
+    model = DeepseekV32ForCausalLM(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1 + 0.5 * torch.randn(p.shape))
+    return model.eval()
+
+
+def test_sparse_attention_forward_matches_deepseek_v32():
+    assert_forward_matches(tiny_hf_deepseek_v32())
+
+
+def test_sparse_attention_cached_decoding_matches_deepseek_v32():
+    assert_cached_decoding_matches(tiny_hf_deepseek_v32())
+
+
+def test_sparse_attention_greedy_generate_matches_deepseek_v32():
+    assert_greedy_generate_matches(tiny_hf_deepseek_v32())
