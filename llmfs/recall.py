@@ -38,7 +38,7 @@ def mqar_batch(batch_size: int, n_pairs: int, n_keys: int, n_values: int, genera
 
 def train_recall(config, steps: int, n_pairs: int, seed: int, batch_size: int = 64, lr: float = 3e-3,
                  device: str = "cpu") -> dict:
-    """Train `Transformer(config)` on MQAR from seed `seed`; the loss and accuracy on 1024 fresh sequences.
+    """Train `Transformer(config)` on MQAR from seed `seed`: its held-out `recall_metrics` and the model.
 
     config.vocab_size must be n_keys + n_values (n_keys = n_values = vocab_size // 2).
     """
@@ -56,11 +56,19 @@ def train_recall(config, steps: int, n_pairs: int, seed: int, batch_size: int = 
         loss.backward()
         optimizer.step()
         schedule.step()
-    ids, targets = mqar_batch(1024, n_pairs, n_keys, config.vocab_size - n_keys, torch.Generator().manual_seed(10**6))
-    model.eval()
+    return {**recall_metrics(model.eval(), n_pairs), "model": model}
+
+
+def recall_metrics(model, n_pairs: int, n_sequences: int = 512) -> dict:
+    """Loss and accuracy on the recalled values of `n_sequences` fixed held-out MQAR sequences, and the loss
+    of a uniform guess among the values (chance)."""
+    vocab_size = model.config.vocab_size
+    n_keys = vocab_size // 2
+    ids, targets = mqar_batch(n_sequences, n_pairs, n_keys, vocab_size - n_keys, torch.Generator().manual_seed(10**6))
+    device = next(model.parameters()).device
     with torch.no_grad():
         logits = model(ids.to(device)).cpu()
     asked = targets != -100
     return {"loss": torch.nn.functional.cross_entropy(logits[asked], targets[asked]).item(),
             "accuracy": (logits[asked].argmax(-1) == targets[asked]).float().mean().item(),
-            "chance_loss": math.log(config.vocab_size - n_keys)}
+            "chance_loss": math.log(vocab_size - n_keys)}
