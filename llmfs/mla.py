@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import position_mask
+from .attention import causal_mask, position_mask
 from .cache import LayerCache
 from .norms import RMSNorm
 from .positions import make_positions, rope_logit_scale
@@ -165,19 +165,23 @@ class MultiHeadLatentAttention(nn.Module):
         return self.sdpa(q, k, v, mask)  # (B, n_heads, T, v_head_dim)
 
     def attend_absorbed(self, q, latent, k_rope, mask):
-        """Fold W_UK into the queries and apply W_UV after attention: MQA over [latent | rotary key]."""
+        """Fold W_UK into the queries and apply W_UV after attention: every head attends over the same
+        cached [latent | rotary key] (MQA), written out so that the latents are read once for all heads."""
         w_uk, w_uv = self.up_weights()
         q_nope, q_rope = q.split([self.nope_dim, self.rope_dim], dim=-1)
         q_absorbed = torch.einsum("bhtn,hnr->bhtr", q_nope, w_uk)  # (B, n_heads, T, kv_lora_rank)
-        query = torch.cat((q_absorbed, q_rope), dim=-1)
-        key = torch.cat((latent, k_rope), dim=-1)[:, None]  # (B, 1, S, kv_lora_rank + rope): one shared key head
-        context = self.sdpa(query, key, latent[:, None], mask)  # (B, n_heads, T, kv_lora_rank)
+        latent, k_rope = latent[:, None], k_rope[:, None]  # (B, 1, S, ...): one key head shared by all
+        scores = (q_absorbed @ latent.transpose(-2, -1) + q_rope @ k_rope.transpose(-2, -1)) * self.scale
+        if mask is None:
+            mask = causal_mask(q.shape[2], device=q.device)
+        weights = F.dropout(scores.masked_fill(~mask, float("-inf")).softmax(-1), self.dropout, self.training)
+        context = weights @ latent  # (B, n_heads, T, kv_lora_rank): a weighted sum of latents
         return torch.einsum("bhtr,hvr->bhtv", context, w_uv)  # (B, n_heads, T, v_head_dim)
 
     def sdpa(self, q, k, v, mask):
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=mask is None, scale=self.scale,
-            dropout_p=self.dropout if self.training else 0.0, enable_gqa=k.shape[1] != q.shape[1])
+            dropout_p=self.dropout if self.training else 0.0)
 
     def keep(self, x, positions, latent, k_rope) -> tuple[torch.Tensor, ...]:
         """What the cache keeps of these tokens: the latent (B, T, kv_lora_rank) and rotary key (B, T, rope)."""
