@@ -11,8 +11,8 @@ import torch
 from .config import LayerSpec, ModelConfig, RopeScaling
 from .ffn import MLP
 from .mla import DSA, MLA
-from .positions import Rope, halves_from_pairs
 from .model import Transformer
+from .positions import Rope, halves_from_pairs
 
 
 class ConversionError(ValueError):

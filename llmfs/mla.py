@@ -22,8 +22,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .attention import causal_mask, position_mask
 from .cache import LayerCache

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from llmfs import DSA, MLA, ConfigError, LayerSpec, MLP, ModelConfig, Rope, RopeScaling, Transformer, kv_cache_bytes
+from llmfs import DSA, MLA, MLP, ConfigError, LayerSpec, ModelConfig, Rope, RopeScaling, Transformer, kv_cache_bytes
 from llmfs.positions import rope_attention_factor, rope_logit_scale
 
 
