@@ -12,6 +12,7 @@ from .cache import KVCache
 from .config import ConfigError, LayerSpec, ModelConfig, RopeScaling, layer_pattern
 from .ffn import MLP
 from .positions import Rope
+from .mla import DSA, MLA, MultiHeadLatentAttention, SparseLatentAttention
 from .counting import ParameterCount, count_parameters, kv_cache_bytes
 from .generate import generate
 from .model import Transformer

@@ -6,8 +6,13 @@ a little (Qwen3 from Llama) subclasses it. `transformers` is needed only by the 
 its objects, never to import llmfs.
 """
 
-from .config import ModelConfig, RopeScaling
+import torch
+
+from .config import LayerSpec, ModelConfig, RopeScaling
+from .ffn import MLP
+from .mla import DSA, MLA
 from .model import Transformer
+from .positions import Rope, halves_from_pairs
 
 
 class ConversionError(ValueError):
@@ -23,8 +28,9 @@ def _require(hf_config, attribute: str, allowed) -> None:
         )
 
 
-def _rope_scaling(model_type: str, rope: dict) -> RopeScaling | None:
-    """The llmfs RopeScaling of transformers' `rope_parameters` (chapter 8), or None for plain RoPE."""
+def _rope_scaling(model_type: str, rope: dict, mscale: bool = False) -> RopeScaling | None:
+    """The llmfs RopeScaling of transformers' `rope_parameters` (chapter 8), or None for plain RoPE.
+    `mscale`: the family applies DeepSeek's YaRN mscale terms (MLA attention)."""
     if rope.get("partial_rotary_factor", 1.0) != 1.0:
         raise ConversionError(f"{model_type}: partial_rotary_factor={rope['partial_rotary_factor']!r} is not "
                               "supported for this family; its attention rotates every dimension.")
@@ -38,7 +44,8 @@ def _rope_scaling(model_type: str, rope: dict) -> RopeScaling | None:
                            high_freq_factor=rope["high_freq_factor"],
                            original_context_length=rope["original_max_position_embeddings"])
     if kind == "yarn":
-        for key, allowed in (("mscale", (None,)), ("mscale_all_dim", (None,)), ("truncate", (None, True))):
+        checks = (("truncate", (None, True)),) + (() if mscale else (("mscale", (None,)), ("mscale_all_dim", (None,))))
+        for key, allowed in checks:
             if rope.get(key) not in allowed:
                 raise ConversionError(f"{model_type}: yarn {key}={rope[key]!r} is not supported; llmfs reproduces "
                                       f"{list(allowed)}.")
@@ -46,7 +53,8 @@ def _rope_scaling(model_type: str, rope: dict) -> RopeScaling | None:
             raise ConversionError(f"{model_type}: yarn needs an explicit factor.")
         return RopeScaling("yarn", factor=rope["factor"], beta_fast=rope.get("beta_fast") or 32.0,
                            beta_slow=rope.get("beta_slow") or 1.0, attention_factor=rope.get("attention_factor"),
-                           original_context_length=rope["original_max_position_embeddings"])
+                           original_context_length=rope["original_max_position_embeddings"],
+                           mscale=rope.get("mscale"), mscale_all_dim=rope.get("mscale_all_dim"))
     raise ConversionError(f"{model_type}: rope_type={kind!r} has no llmfs RopeScaling.")
 
 
@@ -202,8 +210,105 @@ class SmolLM3Family(LlamaFamily):
         return uniform.replace(layers=layers)
 
 
+class DeepseekV3Family(LlamaFamily):
+    """DeepSeek-V3 (also Kimi K2): multi-head latent attention (chapter 4) with DeepSeek's YaRN, interleaved
+    RoPE on the rotary parts, and SwiGLU layers. Its MoE layers (after `first_k_dense_replace`) come with
+    chapter 6; until then only configs whose layers are all dense convert."""
+
+    rope_types = ("default", "yarn")
+    required = {**LlamaFamily.required, "attention_bias": (False, None), "rope_interleave": (True,)}
+    layer_names = {
+        "attention.norm": "input_layernorm",
+        "ffn.norm": "post_attention_layernorm",
+        "attention.sublayer.q_down": "self_attn.q_a_proj",
+        "attention.sublayer.q_norm": "self_attn.q_a_layernorm",
+        "attention.sublayer.q_up": "self_attn.q_b_proj",
+        "attention.sublayer.kv_down": "self_attn.kv_a_proj_with_mqa",
+        "attention.sublayer.kv_norm": "self_attn.kv_a_layernorm",
+        "attention.sublayer.kv_up": "self_attn.kv_b_proj",
+        "attention.sublayer.out_proj": "self_attn.o_proj",
+        "ffn.sublayer.gate": "mlp.gate_proj",
+        "ffn.sublayer.up": "mlp.up_proj",
+        "ffn.sublayer.down": "mlp.down_proj",
+    }
+
+    @classmethod
+    def dense_layers(cls, hf) -> int:
+        return hf.first_k_dense_replace
+
+    @classmethod
+    def attention(cls, hf) -> MLA:
+        return MLA(hf.num_attention_heads, hf.kv_lora_rank, hf.q_lora_rank, hf.qk_nope_head_dim,
+                   hf.qk_rope_head_dim, hf.v_head_dim)
+
+    @classmethod
+    def config(cls, hf) -> ModelConfig:
+        for attribute, allowed in cls.required.items():
+            _require(hf, attribute, allowed)
+        if cls.dense_layers(hf) < hf.num_hidden_layers:
+            raise ConversionError(
+                f"{hf.model_type}: layers {cls.dense_layers(hf)}..{hf.num_hidden_layers - 1} are mixture-of-experts "
+                "layers, which llmfs does not build yet (chapter 6); convert a config whose layers are all dense "
+                "(first_k_dense_replace = num_hidden_layers).")
+        if hf.num_key_value_heads != hf.num_attention_heads:
+            raise ConversionError(f"{hf.model_type}: num_key_value_heads={hf.num_key_value_heads} must equal "
+                                  f"num_attention_heads={hf.num_attention_heads} for MLA.")
+        rope = dict(getattr(hf, "rope_parameters", None) or {})
+        if rope.get("rope_type", "default") not in cls.rope_types:
+            raise ConversionError(f"{hf.model_type}: rope_type={rope.get('rope_type')!r} is not supported; "
+                                  f"llmfs reproduces {list(cls.rope_types)}.")
+        layer = LayerSpec(cls.attention(hf), MLP(hf.intermediate_size),
+                          positions=Rope(rope.get("rope_theta", 10000.0), _rope_scaling(hf.model_type, rope, True)))
+        return ModelConfig(vocab_size=hf.vocab_size, context_length=hf.max_position_embeddings,
+                           d_model=hf.hidden_size, layers=(layer,) * hf.num_hidden_layers, norm="rmsnorm",
+                           norm_eps=hf.rms_norm_eps, tie_embeddings=hf.tie_word_embeddings,
+                           name=f"{hf.model_type} (from transformers)")
+
+    @classmethod
+    def weights(cls, hf_state: dict, config: ModelConfig) -> dict:
+        """The Llama-style mapping, with the rotary rows of the query and kv_down projections moved from
+        DeepSeek's interleaved pairs to llmfs's split halves (the dot products are unchanged)."""
+        out = super().weights(hf_state, config)
+        for i, spec in enumerate(config.layers):
+            s, prefix = spec.attention, f"blocks.{i}.attention.sublayer."
+            if s.q_lora_rank is None:  # full-rank queries
+                out[prefix + "q_up.weight"] = hf_state[f"model.layers.{i}.self_attn.q_proj.weight"]
+            halves = halves_from_pairs(s.qk_rope_head_dim)
+            q = out[prefix + "q_up.weight"].view(s.n_heads, s.qk_head_dim, -1)
+            q = torch.cat((q[:, :s.qk_nope_head_dim], q[:, s.qk_nope_head_dim:][:, halves]), dim=1)
+            out[prefix + "q_up.weight"] = q.flatten(0, 1)
+            kv = out[prefix + "kv_down.weight"]
+            out[prefix + "kv_down.weight"] = torch.cat((kv[:s.kv_lora_rank], kv[s.kv_lora_rank:][halves]))
+        return out
+
+
+class DeepseekV32Family(DeepseekV3Family):
+    """DeepSeek-V3.2 = DeepSeek-V3 + DeepSeek Sparse Attention: a lightning indexer per layer (split-halves RoPE
+    on its first dims) picks the `index_topk` tokens each query attends to."""
+
+    required = {**LlamaFamily.required, "attention_bias": (False, None)}
+    layer_names = {
+        **DeepseekV3Family.layer_names,
+        "attention.sublayer.indexer.q_proj": "self_attn.indexer.wq_b",
+        "attention.sublayer.indexer.k_proj": "self_attn.indexer.wk",
+        "attention.sublayer.indexer.k_norm": "self_attn.indexer.k_norm",
+        "attention.sublayer.indexer.head_weights": "self_attn.indexer.weights_proj",
+    }
+
+    @classmethod
+    def dense_layers(cls, hf) -> int:
+        types = list(hf.mlp_layer_types)  # "dense" or "sparse" (MoE) per layer
+        return types.index("sparse") if "sparse" in types else len(types)
+
+    @classmethod
+    def attention(cls, hf) -> DSA:
+        return DSA(hf.num_attention_heads, hf.kv_lora_rank, hf.q_lora_rank, hf.qk_nope_head_dim, hf.qk_rope_head_dim,
+                   hf.v_head_dim, hf.index_n_heads, hf.index_head_dim, hf.index_topk)
+
+
 FAMILIES = {"gpt2": Gpt2Family, "llama": LlamaFamily, "qwen3": Qwen3Family, "olmo2": Olmo2Family,
-            "smollm3": SmolLM3Family}
+            "smollm3": SmolLM3Family, "deepseek_v3": DeepseekV3Family,
+            "deepseek_v32": DeepseekV32Family}
 
 
 def _family(hf_config):

@@ -34,7 +34,9 @@ class RopeScaling:
     kind: "linear" (position interpolation), "ntk" (NTK-aware larger base), "yarn" (ramp between kept and
     interpolated pairs, plus an attention factor), "llama3" (Llama 3.1's wavelength-based ramp).
     low/high_freq_factor are Llama 3's; beta_fast/beta_slow and attention_factor (None: 0.1 ln(factor) + 1)
-    are YaRN's; original_context_length is used by "yarn" and "llama3".
+    are YaRN's; original_context_length is used by "yarn" and "llama3". mscale and mscale_all_dim are
+    DeepSeek's YaRN terms: cos and sin get mscale(mscale) / mscale(mscale_all_dim) and MLA's softmax scale
+    mscale(mscale_all_dim)², where mscale(m) = 0.1 m ln(factor) + 1 (both 1: the logits get YaRN's usual factor).
     """
 
     kind: str = "llama3"
@@ -45,6 +47,8 @@ class RopeScaling:
     beta_fast: float = 32.0
     beta_slow: float = 1.0
     attention_factor: float | None = None
+    mscale: float | None = None
+    mscale_all_dim: float | None = None
 
     def __post_init__(self):
         choice("rope_scaling.kind", self.kind, ROPE_SCALINGS)
@@ -63,6 +67,11 @@ class RopeScaling:
             )
         if self.attention_factor is not None:
             number("rope_scaling.attention_factor", self.attention_factor, low=0)
+        for name in ("mscale", "mscale_all_dim"):
+            if getattr(self, name) is not None:
+                number(f"rope_scaling.{name}", getattr(self, name), low=0, low_open=False)
+                if self.kind != "yarn":
+                    raise ConfigError(f"rope_scaling.{name} is a YaRN term; kind={self.kind!r} does not use it.")
 
     def __str__(self) -> str:
         return f"{self.kind}×{self.factor:g}"
@@ -241,7 +250,21 @@ def rope_attention_factor(scaling: RopeScaling | None) -> float:
         return 1.0
     if scaling.attention_factor is not None:
         return float(scaling.attention_factor)
-    return 1.0 if scaling.factor <= 1 else 0.1 * math.log(scaling.factor) + 1.0
+    if scaling.mscale and scaling.mscale_all_dim:  # DeepSeek's YaRN
+        return yarn_mscale(scaling.factor, scaling.mscale) / yarn_mscale(scaling.factor, scaling.mscale_all_dim)
+    return yarn_mscale(scaling.factor)
+
+
+def yarn_mscale(factor: float, mscale: float = 1.0) -> float:
+    """YaRN's magnitude correction 0.1 · mscale · ln(factor) + 1 (1 when the context is not extended)."""
+    return 1.0 if factor <= 1 else 0.1 * mscale * math.log(factor) + 1.0
+
+
+def rope_logit_scale(scaling: RopeScaling | None) -> float:
+    """The extra factor on MLA's softmax scale: mscale(mscale_all_dim)² under DeepSeek's YaRN, else 1."""
+    if scaling is None or not scaling.mscale_all_dim:
+        return 1.0
+    return yarn_mscale(scaling.factor, scaling.mscale_all_dim) ** 2
 
 
 # --- rotating queries and keys ---------------------------------------------------------------------------
