@@ -205,8 +205,10 @@ class SmolLM3Family(LlamaFamily):
 
 def moe_weights_from_transformers(hf_state: dict, prefix: str, router: str = "gate.weight") -> dict:
     """One MoE block's weights: transformers' stacked experts, each (out, in), -> llmfs's (in, out) stacks."""
+    router_weight = hf_state[prefix + router]
     out = {
-        "router.weight": hf_state[prefix + router],
+        "router.weight": router_weight,
+        "selection_bias": router_weight.new_zeros(router_weight.shape[0]),  # no selection bias in these families
         "experts.w_in": hf_state[prefix + "experts.gate_up_proj"].transpose(1, 2).contiguous(),  # (E, d, 2 d_e)
         "experts.w_out": hf_state[prefix + "experts.down_proj"].transpose(1, 2).contiguous(),  # (E, d_e, d)
     }

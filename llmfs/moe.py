@@ -89,7 +89,7 @@ class MoE(Settings):
         n_group = math.gcd(self.n_group, 4)
         return MoE(n_experts=8, top_k=min(self.top_k, 2), d_expert=32, n_shared=min(self.n_shared, 1),
                    router=self.router, norm_topk=self.norm_topk, n_group=n_group,
-                   topk_group=min(self.topk_group, n_group) if n_group > 1 else 1,
+                   topk_group=max(1, self.topk_group * n_group // self.n_group),
                    routed_scaling=self.routed_scaling, activation=self.activation, gated=self.gated,
                    capacity_factor=self.capacity_factor, aux_loss_weight=self.aux_loss_weight,
                    z_loss_weight=self.z_loss_weight, bias_update_rate=self.bias_update_rate)
