@@ -182,3 +182,18 @@ def test_zoo_moe_totals_and_active_counts_match_published(name):
     assert abs(count.total / zoo.PUBLISHED_PARAMETERS[name] - 1) < 0.01
     # published active counts are rounded to two significant figures ("3.3B", "22B", "17B")
     assert abs(count.active / zoo.PUBLISHED_ACTIVE_PARAMETERS[name] - 1) < 0.02
+
+
+def test_pair_lookup_task_pairs_batches_and_accuracy():
+    from llmfs.tasks import PairLookupTask
+
+    task = PairLookupTask(n=8, seed=1)
+    inputs, targets = task.every_pair()
+    assert inputs.shape == (64, 2) and task.vocab_size == 16
+    assert torch.equal(targets[:, 1], task.table.flatten()) and torch.equal(inputs[:, 1] - 8, torch.arange(64) % 8)
+    batches = task.batches(batch_size=5, n_batches=3, seed=0)
+    assert len(batches) == 3 and batches[0][0].shape == (5, 2)
+
+    def oracle(x):  # answers every pair from the table
+        return torch.nn.functional.one_hot(task.table[x[:, 0], x[:, 1] - 8], 16).float().unsqueeze(1).repeat(1, 2, 1)
+    assert task.accuracy(oracle) == 1.0
