@@ -21,7 +21,11 @@ class ParameterCount:
 
 
 def count_parameters(config: ModelConfig) -> ParameterCount:
-    """Count the parameters of `Transformer(config)` by building it on the meta device (no memory used)."""
+    """Count the parameters of `Transformer(config)` by building it on the meta device (no memory used).
+
+    Active parameters leave out what each module reports a token does not use (`inactive_parameters()`:
+    the experts a mixture-of-experts layer does not route it to).
+    """
     from .model import Transformer
 
     with torch.device("meta"):
@@ -30,7 +34,8 @@ def count_parameters(config: ModelConfig) -> ParameterCount:
     embedding = model.token_embedding.weight.numel()
     if model.position_embedding is not None:
         embedding += sum(p.numel() for p in model.position_embedding.parameters())
-    return ParameterCount(total=total, active=total, embedding=embedding)
+    inactive = sum(m.inactive_parameters() for m in model.modules() if hasattr(m, "inactive_parameters"))
+    return ParameterCount(total=total, active=total - inactive, embedding=embedding)
 
 
 def kv_cache_bytes(config: ModelConfig, seq_len: int, batch_size: int = 1, dtype=torch.bfloat16) -> int:

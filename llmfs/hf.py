@@ -12,6 +12,7 @@ from .config import LayerSpec, ModelConfig, RopeScaling
 from .ffn import MLP
 from .mla import DSA, MLA
 from .model import Transformer
+from .moe import MoE
 from .positions import Rope, halves_from_pairs
 
 
@@ -306,9 +307,87 @@ class DeepseekV32Family(DeepseekV3Family):
                    hf.v_head_dim, hf.index_n_heads, hf.index_head_dim, hf.index_topk)
 
 
+
+
+def moe_weights_from_transformers(hf_state: dict, prefix: str, router: str = "gate.weight") -> dict:
+    """One MoE block's weights: transformers' stacked experts, each (out, in), -> llmfs's (in, out) stacks."""
+    router_weight = hf_state[prefix + router]
+    out = {
+        "router.weight": router_weight,
+        "selection_bias": router_weight.new_zeros(router_weight.shape[0]),  # no selection bias in these families
+        "experts.w_in": hf_state[prefix + "experts.gate_up_proj"].transpose(1, 2).contiguous(),  # (E, d, 2 d_e)
+        "experts.w_out": hf_state[prefix + "experts.down_proj"].transpose(1, 2).contiguous(),  # (E, d_e, d)
+    }
+    return out
+
+
+class SparseFamily:
+    """What MoE families add to a dense one: an `MoE` feed-forward layer in the layers `sparse` picks.
+
+    Combine before a dense family: `class MixtralFamily(SparseFamily, LlamaFamily)`.
+    """
+
+    @classmethod
+    def moe(cls, hf) -> MoE:
+        return MoE(n_experts=hf.num_local_experts, top_k=hf.num_experts_per_tok, d_expert=hf.intermediate_size,
+                   norm_topk=getattr(hf, "norm_topk_prob", True))
+
+    @classmethod
+    def sparse(cls, hf, layer: int) -> bool:
+        return True
+
+    @classmethod
+    def config(cls, hf) -> ModelConfig:
+        uniform = super().config(hf)
+        moe = cls.moe(hf)
+        return uniform.replace(layers=tuple(spec.replace(ffn=moe) if cls.sparse(hf, i) else spec
+                                            for i, spec in enumerate(uniform.layers)))
+
+    @classmethod
+    def weights(cls, hf_state: dict, config: ModelConfig) -> dict:
+        out = super().weights(hf_state, config)
+        for i, spec in enumerate(config.layers):
+            if isinstance(spec.ffn, MoE):
+                moe = moe_weights_from_transformers(hf_state, f"model.layers.{i}.mlp.")
+                out.update({f"blocks.{i}.ffn.sublayer.{name}": tensor for name, tensor in moe.items()})
+        return out
+
+
+class Qwen3MoeFamily(SparseFamily, Qwen3Family):
+    """Qwen3-MoE = Qwen3 whose feed-forward layers are MoEs, except `mlp_only_layers` and the layers
+    `decoder_sparse_step` skips (those keep a dense SwiGLU of width intermediate_size)."""
+
+    @classmethod
+    def moe(cls, hf) -> MoE:
+        return MoE(n_experts=hf.num_experts, top_k=hf.num_experts_per_tok, d_expert=hf.moe_intermediate_size,
+                   norm_topk=hf.norm_topk_prob)
+
+    @classmethod
+    def sparse(cls, hf, layer: int) -> bool:
+        return layer not in hf.mlp_only_layers and hf.num_experts > 0 and (layer + 1) % hf.decoder_sparse_step == 0
+
+
+class MixtralFamily(SparseFamily, LlamaFamily):
+    """Mixtral = Llama (Mistral) with an MoE in every layer: softmax top-2 of 8, the two weights renormalised."""
+
+    required = {**LlamaFamily.required, "sliding_window": (None,)}
+
+
+class OlmoeFamily(SparseFamily, LlamaFamily):
+    """OLMoE = Llama with full-width QK-norm and an MoE in every layer (softmax top-8 of 64, not renormalised)."""
+
+    required = {**LlamaFamily.required, "clip_qkv": (None,)}
+    extra_fields = {"qk_norm": "full"}
+    layer_names = {
+        **LlamaFamily.layer_names,
+        "attention.sublayer.q_norm": "self_attn.q_norm",
+        "attention.sublayer.k_norm": "self_attn.k_norm",
+    }
+
+
 FAMILIES = {"gpt2": Gpt2Family, "llama": LlamaFamily, "qwen3": Qwen3Family, "olmo2": Olmo2Family,
-            "smollm3": SmolLM3Family, "deepseek_v3": DeepseekV3Family,
-            "deepseek_v32": DeepseekV32Family}
+            "smollm3": SmolLM3Family, "deepseek_v3": DeepseekV3Family, "deepseek_v32": DeepseekV32Family,
+            "qwen3_moe": Qwen3MoeFamily, "mixtral": MixtralFamily, "olmoe": OlmoeFamily}
 
 
 def _family(hf_config):

@@ -103,3 +103,44 @@ class RecallTask:
         """Render token ids as text: symbols as letters, special tokens by name, e.g. 'cab<eos>'."""
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
         return "".join(SPECIAL_NAMES.get(i, chr(ord("a") + i - N_SPECIAL)) for i in ids)
+
+
+@dataclass
+class PairLookupTask:
+    """Memorise a random table: after the two tokens (a, b), predict table[a, b] (chapter 6).
+
+    Tokens 0..n-1 are first keys `a`, n..2n-1 second keys `b`; the answer is one of 0..n-1. No rule links the
+    n * n answers, so a model can only store them, and how many it gets right measures its capacity. The
+    target at the first position is `a` itself (a free copy), so every position has a target.
+    """
+
+    n: int = 64
+    seed: int = 0
+
+    def __post_init__(self):
+        self.table = torch.randint(0, self.n, (self.n, self.n), generator=torch.Generator().manual_seed(self.seed))
+
+    @property
+    def vocab_size(self) -> int:
+        return 2 * self.n
+
+    def pairs(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (N, 2) = (a, n + b) and targets (N, 2) = (a, table[a, b])."""
+        return torch.stack([a, self.n + b], 1), torch.stack([a, self.table[a, b]], 1)
+
+    def batches(self, batch_size: int, n_batches: int, seed: int = 0) -> list:
+        """`n_batches` batches of random pairs, drawn once (a list `llmfs.train` cycles through)."""
+        gen = torch.Generator().manual_seed(seed)
+        draw = lambda: torch.randint(0, self.n, (batch_size,), generator=gen)  # noqa: E731
+        return [self.pairs(draw(), draw()) for _ in range(n_batches)]
+
+    def every_pair(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All n * n pairs, a-major."""
+        a, b = torch.meshgrid(torch.arange(self.n), torch.arange(self.n), indexing="ij")
+        return self.pairs(a.flatten(), b.flatten())
+
+    @torch.no_grad()
+    def accuracy(self, model) -> float:
+        """Fraction of the table a model (ids (B, 2) -> logits (B, 2, V)) answers correctly."""
+        inputs, targets = self.every_pair()
+        return (model(inputs)[:, 1].argmax(-1) == targets[:, 1]).float().mean().item()

@@ -35,6 +35,21 @@ def lm_loss(logits, targets):
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # (B*T, V) vs (B*T,)
 
 
+def auxiliary_loss(model):
+    """The sum of the extra losses modules recorded in their last forward (`module.auxiliary_loss`, e.g. an MoE
+    router's load-balancing loss, chapter 6), or 0.0 when none did."""
+    losses = [m.auxiliary_loss for m in model.modules() if getattr(m, "auxiliary_loss", None) is not None]
+    return sum(losses) if losses else 0.0
+
+
+def after_optimizer_step(model):
+    """Let modules that keep state outside the gradient update it (`module.after_optimizer_step()`, e.g. DeepSeek
+    V3's expert bias, chapter 6)."""
+    for module in model.modules():
+        if hasattr(module, "after_optimizer_step"):
+            module.after_optimizer_step()
+
+
 @torch.no_grad()
 def evaluate(model, loader, max_batches=None, device="cpu"):
     """Mean loss per token over (the first `max_batches` batches of) `loader`, in eval mode.
@@ -154,10 +169,11 @@ def train(
         inputs, targets = inputs.to(device), targets.to(device)  # (B, T), (B, T)
         loss = lm_loss(model(inputs), targets)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss + auxiliary_loss(model)).backward()  # step_loss records the language-modelling loss alone
         if grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
+        after_optimizer_step(model)
 
         tokens_seen += inputs.numel()
         history.step_loss.append(loss.item())

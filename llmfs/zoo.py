@@ -6,8 +6,10 @@ one layer of each kind of its layer pattern. `print(get(name))` describes it lay
 """
 
 import difflib
+import math
 
 from .config import ModelConfig, RopeScaling, find_pattern, layer_pattern
+from .moe import MoE
 
 GPT2 = dict(vocab_size=50257, context_length=1024, norm="layernorm", norm_eps=1e-5, positions="learned",
             ffn="gelu_mlp", tie_embeddings=True)
@@ -42,7 +44,38 @@ _CONFIGS = {
     "smollm3-3b": dict(vocab_size=128256, context_length=65536, d_model=2048, n_layers=36, n_heads=16, n_kv_heads=4,
                        d_ff=11008, norm="rmsnorm", norm_eps=1e-6, positions="rope", rope_base=5000000.0, ffn="swiglu",
                        qkv_bias=False, attn_out_bias=False, mlp_bias=False, tie_embeddings=True),
+    # Qwen3 MoE (Yang et al., 2025): every feed-forward layer a mixture of 128 experts, top-8 (_PATTERNS)
+    "qwen3-30b-a3b": dict(QWEN3, d_model=2048, n_layers=48, n_heads=32, n_kv_heads=4, d_ff=6144,
+                          tie_embeddings=False),
+    "qwen3-235b-a22b": dict(QWEN3, d_model=4096, n_layers=94, n_heads=64, n_kv_heads=4, d_ff=12288,
+                            tie_embeddings=False),
+    # Llama 4 Maverick (Meta, 2025), text model: MoE (128 routed + 1 shared, top-1) on every other layer, no
+    # RoPE in every 4th. Approximated without changing the count: its chunked attention (8192-token chunks) is
+    # full attention here, the parameter-free L2 QK-norm is left out, and the router's sigmoid weight scales
+    # the expert's output rather than its input.
+    "llama4-maverick": dict(LLAMA3, context_length=1048576, d_model=5120, n_layers=48, n_heads=40, n_kv_heads=8,
+                            d_ff=16384, vocab_size=202048, tie_embeddings=False),
 }
+
+QWEN3_MOE = {"qwen3-30b-a3b": MoE(n_experts=128, top_k=8, d_expert=768),
+             "qwen3-235b-a22b": MoE(n_experts=128, top_k=8, d_expert=1536)}
+LLAMA4_MOE = MoE(n_experts=128, top_k=1, d_expert=8192, n_shared=1, router="sigmoid", norm_topk=False)
+
+
+def _moe_every(k: int, moe: MoE, nope_every: int | None = None):
+    """A pattern: the feed-forward network of every k-th layer (1-based) is `moe`; with `nope_every`, every
+    such layer also drops RoPE (period = lcm of the two)."""
+
+    def layers(config: ModelConfig):
+        dense = config.layers[0]
+        period = math.lcm(k, nope_every or 1)
+        specs = []
+        for i in range(1, period + 1):
+            spec = dense.replace(ffn=moe) if i % k == 0 else dense
+            specs.append(spec.replace(positions=None) if nope_every and i % nope_every == 0 else spec)
+        return layer_pattern(config.n_layers, period=specs)
+
+    return layers
 
 
 def _nope_every(k: int):
@@ -58,6 +91,9 @@ def _nope_every(k: int):
 # Architectures whose layers differ: config (uniform) -> its per-layer specs, laid over the config's depth.
 _PATTERNS = {
     "smollm3-3b": _nope_every(4),  # transformers' SmolLM3Config: no_rope_layer_interval=4
+    "qwen3-30b-a3b": _moe_every(1, QWEN3_MOE["qwen3-30b-a3b"]),
+    "qwen3-235b-a22b": _moe_every(1, QWEN3_MOE["qwen3-235b-a22b"]),
+    "llama4-maverick": _moe_every(2, LLAMA4_MOE, nope_every=4),  # interleave_moe_layer_step=2, no_rope every 4th
 }
 
 # Total parameter counts as published on each model's card or in its paper, for comparison.
@@ -71,6 +107,16 @@ PUBLISHED_PARAMETERS = {
     "qwen3-32b": 32_800_000_000,
     "olmo2-7b": 7_300_000_000,
     "smollm3-3b": 3_080_000_000,
+    "qwen3-30b-a3b": 30_500_000_000,
+    "qwen3-235b-a22b": 235_000_000_000,
+    "llama4-maverick": 400_000_000_000,
+}
+
+# Parameters used per token as published (MoE models: the "A3B" in a name), for comparison with count.active.
+PUBLISHED_ACTIVE_PARAMETERS = {
+    "qwen3-30b-a3b": 3_300_000_000,
+    "qwen3-235b-a22b": 22_000_000_000,
+    "llama4-maverick": 17_000_000_000,
 }
 
 

@@ -8,7 +8,7 @@ from llmfs import bench
 def test_listing_names_every_benchmark(capsys):
     assert bench.main([]) == 0
     listing = capsys.readouterr().out
-    assert all(name in listing for name in ("kv-cache", "hf-forward"))
+    assert all(name in listing for name in ("kv-cache", "hf-forward", "moe-dispatch"))
 
 
 def test_unknown_benchmark_is_a_clear_error(capsys):
