@@ -11,6 +11,15 @@ from llmfs.linear_attention import LinearAttention, chunked, l2_normalize, paral
 B, H, D_K, D_V = 2, 3, 16, 8
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small loops of small matrices: one thread is faster, and much faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def inputs(T, seed=0):
     g = torch.Generator().manual_seed(seed)
     q = l2_normalize(torch.randn(B, H, T, D_K, generator=g))
