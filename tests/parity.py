@@ -16,15 +16,15 @@ def random_ids(vocab_size: int, length: int, seed: int, low: int = 0) -> torch.T
     return torch.randint(low, vocab_size, (2, length), generator=torch.Generator().manual_seed(seed))
 
 
-def assert_forward_matches(hf, seq_len: int = 40, tolerance: float = TOLERANCE) -> None:
+def assert_forward_matches(hf, seq_len: int = 40) -> None:
     ours = from_transformers(hf)
     idx = random_ids(hf.config.vocab_size, seq_len, seed=1)
     with torch.no_grad():
         diff = (hf(idx).logits - ours(idx)).abs().max().item()
-    assert diff <= tolerance, f"full forward: max abs diff {diff:.2e}"
+    assert diff <= TOLERANCE, f"full forward: max abs diff {diff:.2e}"
 
 
-def assert_cached_decoding_matches(hf, prefill: int = 16, total: int = 24, tolerance: float = TOLERANCE) -> None:
+def assert_cached_decoding_matches(hf, prefill: int = 16, total: int = 24) -> None:
     """Prefill `prefill` tokens into the cache, then decode one token at a time up to `total`."""
     ours = from_transformers(hf)
     idx = random_ids(hf.config.vocab_size, total, seed=2)
@@ -32,10 +32,10 @@ def assert_cached_decoding_matches(hf, prefill: int = 16, total: int = 24, toler
     with torch.no_grad():
         expected = hf(idx).logits
         diff = (ours(idx[:, :prefill], cache=cache) - expected[:, :prefill]).abs().max().item()
-        assert diff <= tolerance, f"prefill: max abs diff {diff:.2e}"
+        assert diff <= TOLERANCE, f"prefill: max abs diff {diff:.2e}"
         for t in range(prefill, total):
             diff = (ours(idx[:, t:t + 1], cache=cache) - expected[:, t:t + 1]).abs().max().item()
-            assert diff <= tolerance, f"decode step at position {t}: max abs diff {diff:.2e}"
+            assert diff <= TOLERANCE, f"decode step at position {t}: max abs diff {diff:.2e}"
 
 
 def assert_greedy_generate_matches(hf, new_tokens: int = 20, pad_token_id: int = 1) -> None:

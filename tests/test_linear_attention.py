@@ -153,3 +153,12 @@ def test_bad_settings_name_the_layer_the_mechanism_and_the_field(field, value, m
     spec = LayerSpec(LinearAttention(**{"n_heads": 4, field: value}), MLP(96))
     with pytest.raises(ConfigError, match=f"layer 0: attention \\(LinearAttention\\): {message}"):
         ModelConfig(vocab_size=10, context_length=8, d_model=64, layers=(spec,))
+
+
+def test_timings_cover_every_form_and_find_the_crossover():
+    from llmfs.bench import crossover_length, linear_attention_timings
+
+    rows = linear_attention_timings([16, 64], heads=1, head_dim=8, chunk_size=16, repeats=1, recurrent_up_to=16)
+    assert set(rows[0]) == {"length", "chunked", "sdpa", "recurrent"} and "recurrent" not in rows[1]
+    fake = [{"length": n, "chunked": c, "sdpa": s} for n, c, s in [(1, 2, 1), (2, 1, 2), (4, 3, 2), (8, 1, 5)]]
+    assert crossover_length(fake) == 8 and crossover_length(fake[:1]) is None
