@@ -8,6 +8,7 @@ Token ids: 0 is padding, 1 begins a target (BOS), 2 ends it (EOS), and the symbo
 printed as the letters a, b, c, ...
 """
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -188,8 +189,6 @@ def train_recall(model, tasks, steps: int, batch_size: int = 64, lr: float = 3e-
 
     AdamW with a linear warm-up over the first 10% of steps and a cosine decay to 0.
     """
-    import math
-
     tasks = list(tasks)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
     warmup = max(1, steps // 10)
@@ -207,3 +206,34 @@ def train_recall(model, tasks, steps: int, batch_size: int = 64, lr: float = 3e-
         schedule.step()
         losses.append(loss.item())
     return losses
+
+
+def memory_recall(rule: str, n_pairs: int, dim: int = 32, n_values: int = 64, shared: float = 1.0,
+                  beta: float = 0.5, decay: float = 0.98, batch_size: int = 64, seed: int = 0) -> float:
+    """MQAR on a bare memory, no training: write `n_pairs` key-value pairs with `rule`, then query every key.
+
+    Keys are random unit vectors of `dim` that share a common direction (weight `shared`), as learned keys
+    do; values are drawn from a codebook of `n_values` random unit vectors, and a read counts as right when
+    its nearest codebook vector is the stored one (chance: 1 / n_values). rule: "linear" (S += k vᵀ),
+    "deltanet" (write strength `beta`), "gated_deltanet" (also a decay per step) or "softmax" (attention
+    over all stored pairs at inverse temperature 32: a KV cache, which grows with n_pairs).
+    """
+    from .linear_attention import l2_normalize, recurrent
+
+    g = torch.Generator().manual_seed(seed)
+    common = torch.randn(batch_size, 1, 1, dim, generator=g)
+    keys = l2_normalize(shared * common + torch.randn(batch_size, 1, n_pairs, dim, generator=g))  # (B, 1, N, d)
+    codebook = l2_normalize(torch.randn(n_values, dim, generator=g))
+    stored = torch.randint(0, n_values, (batch_size, n_pairs), generator=g)
+    values = codebook[stored][:, None]  # (B, 1, N, d)
+    if rule == "softmax":
+        read = torch.softmax(32 * keys @ keys.transpose(-1, -2), dim=-1) @ values
+    else:
+        betas = None if rule == "linear" else torch.full((batch_size, 1, n_pairs), beta)
+        log_decay = torch.full((batch_size, 1, n_pairs), math.log(decay)) if rule == "gated_deltanet" else None
+        if rule not in ("linear", "deltanet", "gated_deltanet"):
+            raise ValueError(f"rule must be 'linear', 'deltanet', 'gated_deltanet' or 'softmax', got {rule!r}")
+        _, state = recurrent(keys, keys, values, log_decay, betas)  # write all pairs; state (B, 1, d, d)
+        read = torch.einsum("bhkv,bhnk->bhnv", state, keys)  # then read every key
+    recalled = (read[:, 0] @ codebook.T).argmax(-1)  # (B, N)
+    return (recalled == stored).float().mean().item()

@@ -41,3 +41,13 @@ def test_a_model_that_looks_up_the_answer_scores_one_and_chance_is_one_over_valu
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         MQARTask(**kwargs)
+
+
+def test_memory_recall_softmax_holds_and_fixed_states_fill_up():
+    from llmfs.tasks import memory_recall
+
+    assert memory_recall("softmax", 64, batch_size=16) == 1.0
+    few, many = memory_recall("deltanet", 4, batch_size=16), memory_recall("deltanet", 128, batch_size=16)
+    assert few > 0.7 and many < 0.4
+    with pytest.raises(ValueError, match="rule must be"):
+        memory_recall("mamba", 4)
