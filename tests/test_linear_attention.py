@@ -162,3 +162,26 @@ def test_timings_cover_every_form_and_find_the_crossover():
     assert set(rows[0]) == {"length", "chunked", "sdpa", "recurrent"} and "recurrent" not in rows[1]
     fake = [{"length": n, "chunked": c, "sdpa": s} for n, c, s in [(1, 2, 1), (2, 1, 2), (4, 3, 2), (8, 1, 5)]]
     assert crossover_length(fake) == 8 and crossover_length(fake[:1]) is None
+
+
+def test_mamba2_ssd_scan_is_gated_linear_attention_with_a_scalar_decay():
+    """transformers' Mamba-2 torch scan = llmfs' recurrence with q = C, k = B, v = Δ·x, log α = Δ·A (+ D·x)."""
+    pytest.importorskip("transformers")
+    from transformers.models.mamba2.modeling_mamba2 import mamba2_chunk_scan
+
+    g = torch.Generator().manual_seed(0)
+    batch, T, heads, head_dim, groups, state_size = 2, 50, 4, 8, 2, 16
+    x = torch.randn(batch, T, heads, head_dim, generator=g)
+    dt = torch.rand(batch, T, heads, generator=g) * 0.2
+    A = -torch.rand(heads, generator=g) * 4
+    B_, C_ = (torch.randn(batch, T, groups, state_size, generator=g) for _ in range(2))
+    D = torch.randn(heads, generator=g)
+    expected, final = mamba2_chunk_scan(x, dt, A, B_, C_, chunk_size=16, D=D, return_final_states=True)
+    per_head = lambda t: t.repeat_interleave(heads // groups, dim=2).transpose(1, 2)  # (batch, heads, T, n)
+    v = (x * dt[..., None]).transpose(1, 2)  # (batch, heads, T, head_dim)
+    log_decay = (dt * A).transpose(1, 2)  # (batch, heads, T)
+    for form in (recurrent, chunked):
+        out, state = form(per_head(C_), per_head(B_), v, log_decay)
+        out = out.transpose(1, 2) + D[:, None] * x
+        assert relative(out, expected) <= 1e-5
+        assert relative(state.transpose(-1, -2), final) <= 1e-5  # transformers keeps (head_dim, state_size)
