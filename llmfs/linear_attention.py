@@ -229,9 +229,9 @@ class LinearAttention(Settings):
                                None if self.low_rank is None else 16)
 
     def __str__(self) -> str:
-        heads = (f"{self.n_heads} heads" if self.n_v_heads == self.n_heads
-                 else f"{self.n_heads} qk / {self.n_v_heads} v heads")
-        dims = f"d={self.head_dim}" if self.v_head_dim == self.head_dim else f"d_k={self.head_dim}, d_v={self.v_head_dim}"
+        n_v_heads, v_head_dim = self.n_v_heads or self.n_heads, self.v_head_dim or self.head_dim  # before resolving
+        heads = f"{self.n_heads} heads" if n_v_heads == self.n_heads else f"{self.n_heads} qk / {n_v_heads} v heads"
+        dims = f"d={self.head_dim}" if v_head_dim == self.head_dim else f"d_k={self.head_dim}, d_v={v_head_dim}"
         extras = [f"conv {self.conv_size}"] if self.conv_size else []
         return f"{KIND_NAMES.get(self.kind, self.kind)}({', '.join([heads, dims] + extras)})"
 
