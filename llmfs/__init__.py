@@ -11,6 +11,7 @@ from .attention import Attention, MultiHeadAttention, causal_mask, scaled_dot_pr
 from .cache import KVCache
 from .config import ConfigError, LayerSpec, ModelConfig, RopeScaling, layer_pattern
 from .ffn import MLP
+from .linear_attention import LinearAttention
 from .positions import Rope
 from .mla import DSA, MLA, MultiHeadLatentAttention, SparseLatentAttention
 from .counting import ParameterCount, count_parameters, kv_cache_bytes

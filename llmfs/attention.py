@@ -77,7 +77,8 @@ class Attention(Settings):
     """Settings of causal multi-head attention whose key/value heads are shared by groups of query heads.
 
     n_kv_heads == n_heads is MHA, 1 is MQA, anything between is GQA (None: n_heads). head_dim None is
-    d_model // n_heads. qk_norm: None, "per_head" (Qwen3) or "full" width (OLMo 2).
+    d_model // n_heads. qk_norm: None, "per_head" (Qwen3) or "full" width (OLMo 2). output_gate: multiply
+    the heads' output by sigmoid(a projection of the input) before the output projection (Qwen3-Next).
     """
 
     n_heads: int = 12
@@ -86,6 +87,7 @@ class Attention(Settings):
     qk_norm: str | None = None
     qkv_bias: bool = False
     out_bias: bool = False
+    output_gate: bool = False
 
     derivable = ("n_kv_heads", "head_dim")
 
@@ -114,6 +116,7 @@ class Attention(Settings):
         choice("qk_norm", self.qk_norm, tuple(QK_NORMS))
         boolean("qkv_bias", self.qkv_bias)
         boolean("out_bias", self.out_bias)
+        boolean("output_gate", self.output_gate)
 
     @property
     def rotary_head_dim(self) -> int:
@@ -130,12 +133,13 @@ class Attention(Settings):
     def tiny(self) -> Attention:
         """4 query heads of 16: MHA stays MHA (4 K/V heads), GQA keeps sharing (2), MQA keeps one."""
         n_kv_heads = 4 if self.n_kv_heads == self.n_heads else 1 if self.n_kv_heads == 1 else 2
-        return Attention(4, n_kv_heads, 16, self.qk_norm, self.qkv_bias, self.out_bias)
+        return Attention(4, n_kv_heads, 16, self.qk_norm, self.qkv_bias, self.out_bias, self.output_gate)
 
     def __str__(self) -> str:
         kind = "MHA" if self.n_kv_heads == self.n_heads else "MQA" if self.n_kv_heads == 1 else "GQA"
         heads = f"{self.n_heads} heads" if kind == "MHA" else f"{self.n_heads} q / {self.n_kv_heads} kv"
         extras = [f"{self.qk_norm.replace('_', '-')} qk-norm"] if self.qk_norm else []
+        extras += ["output gate"] if self.output_gate else []
         return f"{kind}({', '.join([heads, f'd={self.head_dim}'] + extras)})"
 
 
@@ -157,6 +161,7 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(d, kv_dim, bias=settings.qkv_bias)
         self.v_proj = nn.Linear(d, kv_dim, bias=settings.qkv_bias)
         self.out_proj = nn.Linear(q_dim, d, bias=settings.out_bias)
+        self.gate_proj = nn.Linear(d, q_dim, bias=settings.qkv_bias) if settings.output_gate else None
         qk_norm = QK_NORMS[settings.qk_norm]  # identity when settings.qk_norm is None
         self.q_norm = qk_norm(self.head_dim, self.n_heads, config.norm_eps)
         self.k_norm = qk_norm(self.head_dim, self.n_kv_heads, config.norm_eps)
@@ -186,4 +191,7 @@ class MultiHeadAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             enable_gqa=self.n_kv_heads != self.n_heads,
         )  # (B, n_heads, T, head_dim)
-        return self.out_proj(out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+        out = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)
+        if self.gate_proj is not None:  # gated attention: each output feature scaled by a sigmoid of the input
+            out = out * torch.sigmoid(self.gate_proj(x))
+        return self.out_proj(out)

@@ -129,6 +129,74 @@ def moe_dispatch(rounds: int = 3, threads: int = 2) -> tuple[str, float]:
     reference = min(best["transformers eager"], best["transformers grouped_mm"])
     print(f"llmfs loop / transformers: {best['llmfs loop'] / reference:.2f}")
     return "time ratio", best["llmfs sorted"] / reference
+def _best_seconds_interleaved(fns: dict, repeats: int, clock=time.perf_counter) -> dict:
+    """Best time of each function by `clock`, the functions taking turns so a busy machine slows all of them alike."""
+    best = {name: float("inf") for name in fns}
+    for fn in fns.values():
+        fn()  # warm-up
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = clock()
+            fn()
+            best[name] = min(best[name], clock() - start)
+    return best
+
+
+def linear_attention_timings(lengths, heads: int = 4, head_dim: int = 64, chunk_size: int = 64, repeats: int = 3,
+                             recurrent_up_to: int = 4096, seed: int = 0) -> list[dict]:
+    """Seconds for one head-batch of Gated DeltaNet (recurrent loop, chunked) and causal softmax attention (SDPA) at
+    each length, on the CPU with one thread; the recurrent loop only up to `recurrent_up_to` tokens.
+
+    With one thread all the work runs on the calling thread, so its CPU time (`time.thread_time`) is measured:
+    unlike the wall clock, it does not count the time other programs on a busy machine hold the core.
+    """
+    import torch.nn.functional as F
+
+    from .linear_attention import chunked, l2_normalize, recurrent
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rows = []
+    try:
+        g = torch.Generator().manual_seed(seed)
+        for T in lengths:
+            q, k, v = (torch.randn(1, heads, T, head_dim, generator=g) for _ in range(3))
+            q, k = l2_normalize(q), l2_normalize(k)
+            beta = torch.rand(1, heads, T, generator=g)
+            log_decay = F.logsigmoid(torch.randn(1, heads, T, generator=g) + 4)
+            fns = {
+                "chunked": lambda: chunked(q, k, v, log_decay, beta, chunk_size),
+                "sdpa": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+            }
+            if T <= recurrent_up_to:
+                fns["recurrent"] = lambda: recurrent(q, k, v, log_decay, beta)
+            with torch.no_grad():
+                rows.append({"length": T, **_best_seconds_interleaved(fns, repeats, clock=time.thread_time)})
+    finally:
+        torch.set_num_threads(threads)
+    return rows
+
+
+def crossover_length(rows: list[dict]) -> int | None:
+    """The first measured length from which chunked Gated DeltaNet stays faster than SDPA (None if it never is)."""
+    for i, row in enumerate(rows):
+        if all(r["chunked"] < r["sdpa"] for r in rows[i:]):
+            return row["length"]
+    return None
+
+
+def gated_deltanet(repeats: int = 5) -> tuple[str, float]:
+    """Chunked Gated DeltaNet's speedup over its recurrent loop at T = 4096, and where it overtakes SDPA."""
+    rows = linear_attention_timings([512, 1024, 2048, 4096, 8192], repeats=repeats)
+    print(f"{'tokens':>7} {'recurrent':>10} {'chunked':>10} {'SDPA':>10}   (ms of CPU, 4 heads of 64, 1 thread, best of {repeats})")
+    for row in rows:
+        rec = f"{row['recurrent'] * 1e3:10.1f}" if "recurrent" in row else f"{'':10}"
+        print(f"{row['length']:7d} {rec} {row['chunked'] * 1e3:10.1f} {row['sdpa'] * 1e3:10.1f}")
+    crossover = crossover_length(rows)
+    print(f"chunked Gated DeltaNet overtakes SDPA from {crossover} tokens" if crossover
+          else "chunked Gated DeltaNet does not overtake SDPA up to 8192 tokens")
+    at_4096 = next(row for row in rows if row["length"] == 4096)
+    return "speedup", at_4096["recurrent"] / at_4096["chunked"]
 
 
 BENCHMARKS = {
@@ -136,6 +204,7 @@ BENCHMARKS = {
     "hf-forward": (hf_forward, "llmfs forward time / transformers eager forward time (target <= 1.0)"),
     "kernels": (kernels, "GPU only: Triton attention speed / SDPA flash at N=4096 (target >= 0.5), GB/s, TFLOP/s"),
     "moe-dispatch": (moe_dispatch, "llmfs MoE layer time / transformers Qwen3-MoE block, 64 experts top-8 (target <= 1.0)"),
+    "gated-deltanet": (gated_deltanet, "chunked Gated DeltaNet / its recurrent loop at 4096 tokens (target >= 5)"),
 }
 
 

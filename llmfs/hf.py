@@ -8,8 +8,10 @@ its objects, never to import llmfs.
 
 import torch
 
+from .attention import Attention
 from .config import LayerSpec, ModelConfig, RopeScaling
 from .ffn import MLP
+from .linear_attention import LinearAttention
 from .mla import DSA, MLA
 from .model import Transformer
 from .moe import MoE
@@ -385,9 +387,149 @@ class OlmoeFamily(SparseFamily, LlamaFamily):
     }
 
 
+
+
+def _split_rows(weight, groups: int, sizes: list[int]) -> list:
+    """Rows of a fused projection stored group by group ([a, b, ...] per group) -> one matrix per part."""
+    parts = weight.unflatten(0, (groups, sum(sizes))).split(sizes, dim=1)
+    return [part.flatten(0, 1) for part in parts]
+
+
+class HybridLinearFamily:
+    """Shared by hybrids of linear-attention and full-attention layers: layers from `layer_types`, dense MLPs
+    only (mixture-of-experts layers wait for llmfs.moe), RMSNorm, SwiGLU."""
+
+    @classmethod
+    def config(cls, hf) -> ModelConfig:
+        _require(hf, "hidden_act", ("silu",))
+        moe = [i for i in range(hf.num_hidden_layers) if cls.uses_experts(hf, i)]
+        if moe:
+            raise ConversionError(f"{hf.model_type}: layers {moe} are mixture-of-experts layers, which llmfs does not "
+                                  "build yet; convert a config whose layers all use dense MLPs.")
+        mlp = MLP(hf.intermediate_size, activation="silu", gated=True)
+        linear = LayerSpec(cls.linear_attention(hf), mlp)
+        full = cls.full_attention_layer(hf, mlp)
+        layers = tuple(linear if kind == "linear_attention" else full for kind in hf.layer_types)
+        return ModelConfig(vocab_size=hf.vocab_size, context_length=hf.max_position_embeddings,
+                           d_model=hf.hidden_size, layers=layers, norm="rmsnorm", norm_eps=hf.rms_norm_eps,
+                           tie_embeddings=hf.tie_word_embeddings, name=f"{hf.model_type} (from transformers)")
+
+    mlp_names = {"ffn.sublayer.gate": "mlp.gate_proj", "ffn.sublayer.up": "mlp.up_proj",
+                 "ffn.sublayer.down": "mlp.down_proj"}
+
+    @classmethod
+    def weights(cls, hf_state: dict, config: ModelConfig) -> dict:
+        out = {
+            "token_embedding.weight": hf_state["model.embed_tokens.weight"],
+            "final_norm.weight": cls.norm_weight(hf_state["model.norm.weight"]),
+            "lm_head.weight": hf_state.get("lm_head.weight", hf_state["model.embed_tokens.weight"]),
+        }
+        for i, spec in enumerate(config.layers):
+            theirs = {key[len(f"model.layers.{i}."):]: t for key, t in hf_state.items()
+                      if key.startswith(f"model.layers.{i}.")}
+            ours = {"attention.norm.weight": cls.norm_weight(theirs["input_layernorm.weight"]),
+                    "ffn.norm.weight": cls.norm_weight(theirs["post_attention_layernorm.weight"])}
+            ours.update({f"{a}.weight": theirs[f"{b}.weight"] for a, b in cls.mlp_names.items()})
+            if isinstance(spec.attention, LinearAttention):
+                ours.update({f"attention.sublayer.{k}": t for k, t in cls.linear_weights(theirs, spec.attention).items()})
+            else:
+                ours.update({f"attention.sublayer.{k}": t for k, t in cls.full_weights(theirs, spec.attention).items()})
+            out.update({f"blocks.{i}.{name}": t for name, t in ours.items()})
+        return out
+
+    @staticmethod
+    def norm_weight(weight):
+        return weight
+
+
+class Qwen3NextFamily(HybridLinearFamily):
+    """Qwen3-Next: 3 Gated DeltaNet layers per full-attention layer; full attention has per-head QK-norm, RoPE on a
+    quarter of each head and a sigmoid output gate (packed with the queries); RMSNorms scale by 1 + weight."""
+
+    @staticmethod
+    def uses_experts(hf, i: int) -> bool:
+        return i not in hf.mlp_only_layers and hf.num_experts > 0 and (i + 1) % hf.decoder_sparse_step == 0
+
+    @staticmethod
+    def linear_attention(hf) -> LinearAttention:
+        return LinearAttention("gated_deltanet", n_heads=hf.linear_num_key_heads, n_v_heads=hf.linear_num_value_heads,
+                               head_dim=hf.linear_key_head_dim, v_head_dim=hf.linear_value_head_dim,
+                               conv_size=hf.linear_conv_kernel_dim, output_gate="silu")
+
+    @staticmethod
+    def full_attention_layer(hf, mlp) -> LayerSpec:
+        rope = dict(hf.rope_parameters)
+        fraction = rope.pop("partial_rotary_factor", 1.0)
+        bias = bool(hf.attention_bias)
+        attention = Attention(hf.num_attention_heads, hf.num_key_value_heads, hf.head_dim, qk_norm="per_head",
+                              qkv_bias=bias, out_bias=bias, output_gate=True)
+        return LayerSpec(attention, mlp, positions=Rope(rope.get("rope_theta", 10000.0),
+                                                        _rope_scaling(hf.model_type, rope), fraction))
+
+    @staticmethod
+    def norm_weight(weight):
+        return 1 + weight  # Qwen3-Next's RMSNorm multiplies by (1 + weight), initialised at 0
+
+    @classmethod
+    def full_weights(cls, theirs: dict, s: Attention) -> dict:
+        out = {"k_norm.weight": cls.norm_weight(theirs["self_attn.k_norm.weight"]),
+               "q_norm.weight": cls.norm_weight(theirs["self_attn.q_norm.weight"])}
+        for suffix in ("weight", "bias"):
+            if f"self_attn.q_proj.{suffix}" in theirs:  # per head: head_dim query rows, then head_dim gate rows
+                out[f"q_proj.{suffix}"], out[f"gate_proj.{suffix}"] = _split_rows(
+                    theirs[f"self_attn.q_proj.{suffix}"], s.n_heads, [s.head_dim, s.head_dim])
+                for name in ("k_proj", "v_proj"):
+                    out[f"{name}.{suffix}"] = theirs[f"self_attn.{name}.{suffix}"]
+                out[f"out_proj.{suffix}"] = theirs[f"self_attn.o_proj.{suffix}"]
+        return out
+
+    @staticmethod
+    def linear_weights(theirs: dict, s: LinearAttention) -> dict:
+        group = s.n_v_heads // s.n_heads  # value heads per key head: stored key head by key head
+        q, k, v, z = _split_rows(theirs["linear_attn.in_proj_qkvz.weight"], s.n_heads,
+                                 [s.head_dim, s.head_dim, group * s.v_head_dim, group * s.v_head_dim])
+        b, a = _split_rows(theirs["linear_attn.in_proj_ba.weight"], s.n_heads, [group, group])
+        return {"q_proj.weight": q, "k_proj.weight": k, "v_proj.weight": v, "gate_proj.weight": z,
+                "beta_proj.weight": b, "decay_proj.weight": a, "conv.weight": theirs["linear_attn.conv1d.weight"],
+                "A_log": theirs["linear_attn.A_log"], "dt_bias": theirs["linear_attn.dt_bias"],
+                "norm.weight": theirs["linear_attn.norm.weight"], "out_proj.weight": theirs["linear_attn.out_proj.weight"]}
+
+
+class KimiLinearFamily(HybridLinearFamily):
+    """Kimi Linear: Kimi Delta Attention (a decay per key channel, low-rank decay and output gates, a sigmoid gated
+    norm) in 3 of every 4 layers, MLA without positions in the others (not built by llmfs yet)."""
+
+    @staticmethod
+    def uses_experts(hf, i: int) -> bool:
+        return hf.mlp_layer_types[i] != "dense"
+
+    @staticmethod
+    def linear_attention(hf) -> LinearAttention:
+        return LinearAttention("kda", n_heads=hf.linear_num_heads, head_dim=hf.linear_head_dim,
+                               conv_size=hf.linear_conv_kernel_dim, output_gate="sigmoid", low_rank=hf.linear_head_dim)
+
+    @staticmethod
+    def full_attention_layer(hf, mlp):
+        if "full_attention" in hf.layer_types:
+            raise ConversionError(f"{hf.model_type}: its full-attention layers are multi-head latent attention (MLA), "
+                                  "which llmfs does not build yet; convert a config whose layer_types are all "
+                                  "'linear_attention'.")
+
+    @staticmethod
+    def linear_weights(theirs: dict, s: LinearAttention) -> dict:
+        names = {"q_proj": "q_proj", "k_proj": "k_proj", "v_proj": "v_proj", "out_proj": "o_proj",
+                 "beta_proj": "b_proj", "decay_proj.0": "forget_gate.f_a_proj", "decay_proj.1": "forget_gate.f_b_proj",
+                 "gate_proj.0": "g_a_proj", "gate_proj.1": "g_b_proj", "norm": "o_norm", "conv": "conv1d"}
+        out = {f"{ours}.weight": theirs[f"self_attn.{name}.weight"] for ours, name in names.items()}
+        out["A_log"] = theirs["self_attn.forget_gate.A_log"].flatten()  # (1, 1, heads, 1) -> (heads,)
+        out["dt_bias"] = theirs["self_attn.forget_gate.dt_bias"]
+        return out
+
+
 FAMILIES = {"gpt2": Gpt2Family, "llama": LlamaFamily, "qwen3": Qwen3Family, "olmo2": Olmo2Family,
             "smollm3": SmolLM3Family, "deepseek_v3": DeepseekV3Family, "deepseek_v32": DeepseekV32Family,
-            "qwen3_moe": Qwen3MoeFamily, "mixtral": MixtralFamily, "olmoe": OlmoeFamily}
+            "qwen3_moe": Qwen3MoeFamily, "mixtral": MixtralFamily, "olmoe": OlmoeFamily,
+            "qwen3_next": Qwen3NextFamily, "kimi_linear": KimiLinearFamily}
 
 
 def _family(hf_config):

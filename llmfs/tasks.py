@@ -8,6 +8,7 @@ Token ids: 0 is padding, 1 begins a target (BOS), 2 ends it (EOS), and the symbo
 printed as the letters a, b, c, ...
 """
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -144,3 +145,136 @@ class PairLookupTask:
         """Fraction of the table a model (ids (B, 2) -> logits (B, 2, V)) answers correctly."""
         inputs, targets = self.every_pair()
         return (model(inputs)[:, 1].argmax(-1) == targets[:, 1]).float().mean().item()
+
+
+# --- multi-query associative recall (chapter 9) -----------------------------------------------------------
+
+IGNORE = -100  # target of positions that are not scored (cross_entropy's ignore_index)
+
+
+@dataclass(frozen=True)
+class MQARTask:
+    """Multi-query associative recall (Arora et al., 2023, "Zoology"): `n_pairs` key-value pairs, then
+    `n_queries` of the keys again (distinct, in random order), each followed by its value.
+
+    Keys are token ids 0 .. n_keys - 1, values n_keys .. n_keys + n_values - 1. A language model reads the
+    sequence and is scored only where the input is a query key: the next token must be that key's value.
+    Every pair is fresh, so nothing can be memorised in the weights: the model must store the pairs as it
+    reads them and look them up later; chance is 1 / n_values.
+    """
+
+    n_pairs: int = 8
+    n_queries: int | None = None  # None: every key is queried once
+    n_keys: int = 64
+    n_values: int = 64
+
+    def __post_init__(self):
+        for name in ("n_pairs", "n_keys", "n_values"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.n_pairs > self.n_keys:
+            raise ValueError(f"n_pairs={self.n_pairs} needs at least as many distinct keys, got n_keys={self.n_keys}")
+        queries = self.queries
+        if not isinstance(queries, int) or isinstance(queries, bool) or not 1 <= queries <= self.n_pairs:
+            raise ValueError(f"n_queries must be an integer in [1, n_pairs={self.n_pairs}] or None, "
+                             f"got {self.n_queries!r}")
+
+    @property
+    def queries(self) -> int:
+        return self.n_pairs if self.n_queries is None else self.n_queries
+
+    @property
+    def vocab_size(self) -> int:
+        return self.n_keys + self.n_values
+
+    @property
+    def chance(self) -> float:
+        """Accuracy of guessing a value at random."""
+        return 1 / self.n_values
+
+    def batch(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets), each (B, 2 * n_pairs + 2 * n_queries - 1); targets are IGNORE except after query keys."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        N, Q = self.n_pairs, self.queries
+        keys = torch.rand(batch_size, self.n_keys, generator=generator).argsort(dim=1)[:, :N]  # distinct keys
+        values = self.n_keys + torch.randint(0, self.n_values, (batch_size, N), generator=generator)
+        asked = torch.rand(batch_size, N, generator=generator).argsort(dim=1)[:, :Q]  # which pairs, in what order
+        context = torch.stack((keys, values), dim=2).flatten(1)  # k1 v1 k2 v2 ...
+        queries = torch.stack((keys.gather(1, asked), values.gather(1, asked)), dim=2).flatten(1)
+        sequence = torch.cat((context, queries), dim=1)
+        inputs, targets = sequence[:, :-1], torch.full_like(sequence[:, 1:], IGNORE)
+        scored = torch.arange(2 * N, 2 * N + 2 * Q, 2)  # positions whose input is a query key
+        targets[:, scored] = sequence[:, scored + 1]
+        return inputs, targets
+
+
+def recall_accuracy(model, task: MQARTask, batch_size: int = 256, generator: torch.Generator | None = None) -> float:
+    """Fraction of query keys after which `model`'s most likely next token is the right value."""
+    inputs, targets = task.batch(batch_size, generator)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            predicted = model(inputs).argmax(-1)
+    finally:
+        model.train(was_training)
+    scored = targets != IGNORE
+    return (predicted[scored] == targets[scored]).float().mean().item()
+
+
+def train_recall(model, tasks, steps: int, batch_size: int = 64, lr: float = 3e-3,
+                 generator: torch.Generator | None = None) -> list[float]:
+    """Train `model` on MQAR batches, each from one of `tasks` in turn (a mix of difficulties); returns the losses.
+
+    AdamW with a linear warm-up over the first 10% of steps and a cosine decay to 0.
+    """
+    tasks = list(tasks)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
+    warmup = max(1, steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.5 * (
+        1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, steps - warmup))))))
+    model.train()
+    losses = []
+    for step in range(steps):
+        inputs, targets = tasks[step % len(tasks)].batch(batch_size, generator)
+        logits = model(inputs)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+    return losses
+
+
+def memory_recall(rule: str, n_pairs: int, dim: int = 32, n_values: int = 64, shared: float = 1.0,
+                  beta: float = 0.5, decay: float = 0.98, batch_size: int = 64, seed: int = 0) -> float:
+    """MQAR on a bare memory, no training: write `n_pairs` key-value pairs with `rule`, then query every key.
+
+    Keys are random unit vectors of `dim` that share a common direction (weight `shared`), as learned keys
+    do; values are drawn from a codebook of `n_values` random unit vectors, and a read counts as right when
+    its nearest codebook vector is the stored one (chance: 1 / n_values). rule: "linear" (S += k vᵀ),
+    "deltanet" (write strength `beta`), "gated_deltanet" (also a decay per step) or "softmax" (attention
+    over all stored pairs at inverse temperature 32: a KV cache, which grows with n_pairs).
+    """
+    from .linear_attention import l2_normalize, recurrent
+
+    g = torch.Generator().manual_seed(seed)
+    common = torch.randn(batch_size, 1, 1, dim, generator=g)
+    keys = l2_normalize(shared * common + torch.randn(batch_size, 1, n_pairs, dim, generator=g))  # (B, 1, N, d)
+    codebook = l2_normalize(torch.randn(n_values, dim, generator=g))
+    stored = torch.randint(0, n_values, (batch_size, n_pairs), generator=g)
+    values = codebook[stored][:, None]  # (B, 1, N, d)
+    if rule == "softmax":
+        read = torch.softmax(32 * keys @ keys.transpose(-1, -2), dim=-1) @ values
+    else:
+        betas = None if rule == "linear" else torch.full((batch_size, 1, n_pairs), beta)
+        log_decay = torch.full((batch_size, 1, n_pairs), math.log(decay)) if rule == "gated_deltanet" else None
+        if rule not in ("linear", "deltanet", "gated_deltanet"):
+            raise ValueError(f"rule must be 'linear', 'deltanet', 'gated_deltanet' or 'softmax', got {rule!r}")
+        _, state = recurrent(keys, keys, values, log_decay, betas)  # write all pairs; state (B, 1, d, d)
+        read = torch.einsum("bhkv,bhnk->bhnv", state, keys)  # then read every key
+    recalled = (read[:, 0] @ codebook.T).argmax(-1)  # (B, N)
+    return (recalled == stored).float().mean().item()
