@@ -38,6 +38,8 @@ SHORTHAND = {
     "qk_norm": ("attention", "qk_norm"),
     "qkv_bias": ("attention", "qkv_bias"),
     "attn_out_bias": ("attention", "out_bias"),
+    "window": ("attention", "window"),
+    "attn_scale": ("attention", "scale"),
     "d_ff": ("ffn", "d_ff"),
     "mlp_bias": ("ffn", "bias"),
     "rope_base": ("positions", "base"),
