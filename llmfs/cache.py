@@ -45,6 +45,52 @@ class KVLayerCache(LayerCache):
         return self.tensors
 
 
+class WindowLayerCache(LayerCache):
+    """Keys and values of the last `window` tokens (plus the first `sink_tokens`, StreamingLLM), in a ring buffer.
+
+    Memory stops growing once `sink_tokens + window` tokens are held: token p then overwrites the slot of
+    token p - window, `sink_tokens + (p - sink_tokens) % window`. Slots are not in position order, so the
+    cache keeps the position of every held token (`positions`) for the attention mask.
+    """
+
+    def __init__(self, batch_size: int, window: int, sink_tokens: int = 0):
+        super().__init__(batch_size)
+        self.window, self.sink_tokens = window, sink_tokens
+        self.positions = torch.empty(0, dtype=torch.long)  # (n_held,) the position of each held token
+
+    def slot(self, position: torch.Tensor) -> torch.Tensor:
+        """Where the token at `position` is held: sink tokens in the first slots, the rest around the ring."""
+        k = self.sink_tokens
+        return torch.where(position < k, position, k + (position - k) % self.window)
+
+    def update(self, *new: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Return what the new tokens may attend to, held tokens then new ones, and their positions; then keep
+        the sink tokens and the last `window` tokens. New tensors are (B, n_kv_heads, T, head_dim)."""
+        self.check_batch(new)
+        T = new[0].shape[2]
+        new_positions = torch.arange(self.length, self.length + T, device=new[0].device)
+        if self.tensors:
+            seen = tuple(torch.cat((old, t), dim=2) for old, t in zip(self.tensors, new))
+            seen_positions = torch.cat((self.positions.to(new_positions.device), new_positions))
+        else:
+            seen, seen_positions = tuple(new), new_positions
+        self.length += T
+        size = self.sink_tokens + self.window
+        if self.length <= size:  # not full yet: every token is kept, position p in slot p
+            self.tensors, self.positions = seen, seen_positions
+        else:
+            keep = (seen_positions < self.sink_tokens) | (seen_positions >= self.length - self.window)
+            kept = seen_positions[keep]
+            if self.positions.numel() < size:  # the first time the cache is full: allocate the ring
+                self.tensors = tuple(t.new_empty(*t.shape[:2], size, t.shape[3]) for t in seen)
+                self.positions = kept.new_empty(size)
+            slots = self.slot(kept)
+            for ring, t in zip(self.tensors, seen):
+                ring[:, :, slots] = t[:, :, keep]
+            self.positions[slots] = kept
+        return (*seen, seen_positions)
+
+
 class KVCache:
     """The caches of all layers of one model, for one batch of sequences."""
 

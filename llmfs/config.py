@@ -25,7 +25,7 @@ from .settings import ConfigError, Settings, boolean, choice, number, positive_i
 
 __all__ = ["ConfigError", "LayerSpec", "ModelConfig", "RopeScaling", "ROPE_SCALINGS", "layer_pattern"]
 
-NORM_KINDS = ("layernorm", "rmsnorm")
+NORM_KINDS = ("layernorm", "rmsnorm", "offset_rmsnorm")
 NORM_PLACEMENTS = ("pre", "post", "post_sublayer", "sandwich")
 MODEL_POSITIONS = ("learned", "rope", "none")
 
@@ -38,6 +38,8 @@ SHORTHAND = {
     "qk_norm": ("attention", "qk_norm"),
     "qkv_bias": ("attention", "qkv_bias"),
     "attn_out_bias": ("attention", "out_bias"),
+    "window": ("attention", "window"),
+    "attn_scale": ("attention", "scale"),
     "d_ff": ("ffn", "d_ff"),
     "mlp_bias": ("ffn", "bias"),
     "rope_base": ("positions", "base"),
@@ -129,6 +131,9 @@ def layer_pattern(n_layers: int, period, first=()) -> tuple[LayerSpec, ...]:
         raise ConfigError("layer_pattern needs a period of at least one LayerSpec.")
     if len(first) > n_layers:
         raise ConfigError(f"layer_pattern has {len(first)} first layers but n_layers={n_layers}.")
+    if len(period) > n_layers - len(first):
+        raise ConfigError(f"layer_pattern's period of {len(period)} layers does not fit in n_layers={n_layers} "
+                          f"after {len(first)} first layers; use more layers or a shorter period.")
     return first + tuple(period[i % len(period)] for i in range(n_layers - len(first)))
 
 
@@ -179,6 +184,9 @@ def describe_layers(layers, no_positions: str = "NoPE") -> list[str]:
 class ModelConfig:
     """Model-wide sizes and one LayerSpec per layer. With no `layers`, every layer is GPT-2's block (124M).
 
+    scale_embeddings multiplies token embeddings by √d_model (Gemma); logit_softcap squashes the output
+    logits into (-cap, cap) with cap · tanh(logits / cap) (Gemma 2; None: no cap).
+
     Shorthand keywords (see SHORTHAND, plus ffn=, positions=, norm_placement=) set that field in every
     layer; `positions="learned"` (the default for a shorthand stack) adds GPT-2's learned position table.
     """
@@ -194,11 +202,14 @@ class ModelConfig:
     tie_embeddings: bool
     dropout: float
     name: str
+    scale_embeddings: bool
+    logit_softcap: float | None
 
     def __init__(self, vocab_size: int = 50257, context_length: int = 1024, d_model: int = 768,
                  n_layers: int | None = None, layers=None, norm: str = "layernorm", norm_eps: float = 1e-5,
                  learned_positions: bool | None = None, tie_embeddings: bool = True, dropout: float = 0.0,
-                 name: str = "custom", **shorthand):
+                 name: str = "custom", scale_embeddings: bool = False, logit_softcap: float | None = None,
+                 **shorthand):
         unknown = set(shorthand) - set(SHORTHAND) - set(LAYER_SHORTHAND)
         if unknown:
             known = [f.name for f in dataclasses.fields(ModelConfig)] + list(SHORTHAND) + list(LAYER_SHORTHAND)
@@ -222,7 +233,8 @@ class ModelConfig:
         values = dict(vocab_size=vocab_size, context_length=context_length, d_model=d_model, n_layers=n_layers,
                       layers=layers, norm=norm, norm_eps=norm_eps,
                       learned_positions=False if learned_positions is None else learned_positions,
-                      tie_embeddings=tie_embeddings, dropout=dropout, name=name)
+                      tie_embeddings=tie_embeddings, dropout=dropout, name=name,
+                      scale_embeddings=scale_embeddings, logit_softcap=logit_softcap)
         for field, value in values.items():
             object.__setattr__(self, field, value)
         self._validate()
@@ -235,6 +247,9 @@ class ModelConfig:
         number("dropout", self.dropout, low=0, low_open=False, high=1, high_open=True)
         boolean("learned_positions", self.learned_positions)
         boolean("tie_embeddings", self.tie_embeddings)
+        boolean("scale_embeddings", self.scale_embeddings)
+        if self.logit_softcap is not None:
+            number("logit_softcap", self.logit_softcap, low=0)
         if not isinstance(self.name, str):
             raise ConfigError(f"name must be a string, got {self.name!r}.")
         if len(self.layers) != self.n_layers:
@@ -309,8 +324,10 @@ class ModelConfig:
 
     def __str__(self) -> str:
         embeddings = "tied" if self.tie_embeddings else "untied"
-        norm = {"layernorm": "LayerNorm", "rmsnorm": "RMSNorm"}[self.norm]
+        norm = {"layernorm": "LayerNorm", "rmsnorm": "RMSNorm", "offset_rmsnorm": "RMSNorm(1+w)"}[self.norm]
         extras = ", learned positions" if self.learned_positions else ""
+        extras += ", embeddings ×√d_model" if self.scale_embeddings else ""
+        extras += f", logits soft-capped at {self.logit_softcap:g}" if self.logit_softcap is not None else ""
         extras += f", dropout {self.dropout:g}" if self.dropout else ""
         head = (f"{self.name}: d_model {self.d_model}, vocab {self.vocab_size}, context {self.context_length}, "
                 f"{norm}(eps={self.norm_eps:g}), {embeddings} embeddings{extras}")

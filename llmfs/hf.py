@@ -6,6 +6,8 @@ a little (Qwen3 from Llama) subclasses it. `transformers` is needed only by the 
 its objects, never to import llmfs.
 """
 
+import dataclasses
+
 import torch
 
 from .attention import Attention
@@ -526,10 +528,89 @@ class KimiLinearFamily(HybridLinearFamily):
         return out
 
 
+LAYER_TYPES = ("sliding_attention", "full_attention")
+
+
+def _layers_by_type(hf, uniform: ModelConfig) -> tuple:
+    """One LayerSpec per entry of `hf.layer_types`: "sliding_attention" layers get `hf.sliding_window`, and each
+    type its own RoPE base and scaling from `hf.rope_parameters[type]` (Gemma 3: 10k local, 1M global)."""
+    types = list(getattr(hf, "layer_types", None) or ())
+    if len(types) != hf.num_hidden_layers:
+        raise ConversionError(f"{hf.model_type}: layer_types has {len(types)} entries but num_hidden_layers="
+                              f"{hf.num_hidden_layers}.")
+    layers = []
+    for i, kind in enumerate(types):
+        if kind not in LAYER_TYPES:
+            raise ConversionError(f"{hf.model_type}: layer_types[{i}]={kind!r} is not supported; llmfs reproduces "
+                                  f"{list(LAYER_TYPES)}.")
+        rope = dict(hf.rope_parameters[kind])
+        positions = Rope(base=rope["rope_theta"], scaling=_rope_scaling(hf.model_type, rope))
+        window = hf.sliding_window if kind == "sliding_attention" else None
+        spec = uniform.layers[0]
+        layers.append(spec.replace(attention=dataclasses.replace(spec.attention, window=window), positions=positions))
+    return tuple(layers)
+
+
+class MistralFamily(LlamaFamily):
+    """Mistral = Llama whose every layer attends to a sliding window of `sliding_window` tokens (None: none)."""
+
+    @classmethod
+    def config(cls, hf) -> ModelConfig:
+        uniform = super().config(hf)
+        if hf.sliding_window is None:
+            return uniform
+        return uniform.replace(layers=tuple(spec.replace(attention=dataclasses.replace(
+            spec.attention, window=hf.sliding_window)) for spec in uniform.layers))
+
+
+class Olmo3Family(Olmo2Family):
+    """OLMo 3 = OLMo 2 with sliding-window layers (3 of every 4 by default); full layers may scale RoPE (YaRN)."""
+
+    @classmethod
+    def config(cls, hf) -> ModelConfig:
+        uniform = super().config(hf)
+        return uniform.replace(layers=_layers_by_type(hf, uniform))
+
+
+class Gemma3Family(LlamaFamily):
+    """Gemma 3 (text) = Llama with RMSNorm(1 + w) on both sides of each sublayer, GeGLU, per-head QK-norm,
+    embeddings times √d_model, logits scaled by query_pre_attn_scalar ** -0.5, and local (sliding-window,
+    RoPE 10k) layers interleaved with global ones (RoPE 1M); an optional final-logit soft-cap.
+    """
+
+    required = {"hidden_activation": ("gelu_pytorch_tanh",), "attn_logit_softcapping": (None,),
+                "use_bidirectional_attention": (False, None)}
+    extra_fields = {"norm": "offset_rmsnorm", "ffn": "geglu", "norm_placement": "sandwich", "qk_norm": "per_head",
+                    "scale_embeddings": True}
+    layer_names = {
+        **LlamaFamily.layer_names,
+        "attention.post_norm": "post_attention_layernorm",
+        "ffn.norm": "pre_feedforward_layernorm",
+        "ffn.post_norm": "post_feedforward_layernorm",
+        "attention.sublayer.q_norm": "self_attn.q_norm",
+        "attention.sublayer.k_norm": "self_attn.k_norm",
+    }
+
+    @classmethod
+    def config_fields(cls, hf) -> dict:
+        fields = {**super().config_fields(hf), "logit_softcap": hf.final_logit_softcapping}
+        del fields["norm"], fields["ffn"]
+        return fields
+
+    @classmethod
+    def config(cls, hf) -> ModelConfig:
+        uniform = super().config(hf)
+        scale = float(hf.query_pre_attn_scalar) ** -0.5
+        layers = _layers_by_type(hf, uniform)
+        return uniform.replace(layers=tuple(spec.replace(attention=dataclasses.replace(spec.attention, scale=scale))
+                                            for spec in layers))
+
+
 FAMILIES = {"gpt2": Gpt2Family, "llama": LlamaFamily, "qwen3": Qwen3Family, "olmo2": Olmo2Family,
             "smollm3": SmolLM3Family, "deepseek_v3": DeepseekV3Family, "deepseek_v32": DeepseekV32Family,
             "qwen3_moe": Qwen3MoeFamily, "mixtral": MixtralFamily, "olmoe": OlmoeFamily,
-            "qwen3_next": Qwen3NextFamily, "kimi_linear": KimiLinearFamily}
+            "qwen3_next": Qwen3NextFamily, "kimi_linear": KimiLinearFamily,
+            "mistral": MistralFamily, "olmo3": Olmo3Family, "gemma3_text": Gemma3Family}
 
 
 def _family(hf_config):

@@ -85,9 +85,13 @@ class Transformer(nn.Module):
             )
         positions = torch.arange(start, start + T, device=idx.device)  # (T,)
         x = self.token_embedding(idx)  # (B, T, d_model)
+        if self.config.scale_embeddings:  # Gemma: embeddings times √d_model
+            x = x * torch.tensor(self.config.d_model ** 0.5, dtype=x.dtype)
         if self.position_embedding is not None:
             x = x + self.position_embedding(positions)
         x = self.dropout(x)
         for i, block in enumerate(self.blocks):
             x = block(x, positions, cache=None if cache is None else cache[i])
-        return self.lm_head(self.final_norm(x))  # (B, T, vocab_size)
+        logits = self.lm_head(self.final_norm(x))  # (B, T, vocab_size)
+        cap = self.config.logit_softcap
+        return logits if cap is None else cap * torch.tanh(logits / cap)  # soft-capped into (-cap, cap)

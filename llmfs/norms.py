@@ -41,7 +41,23 @@ class RMSNorm(nn.Module):
         return f"{self.weight.shape[0]}, eps={self.eps}"
 
 
-NORMS = {"layernorm": LayerNorm, "rmsnorm": RMSNorm}
+class OffsetRMSNorm(RMSNorm):
+    """RMSNorm whose weights are offsets from 1: (1 + w) * x / rms(x), computed in float32 (Gemma).
+
+    The weights start at zero, so weight decay pulls the scale towards 1 rather than towards 0.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__(dim, eps)
+        nn.init.zeros_(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (normed * (1.0 + self.weight.float())).to(x.dtype)
+
+
+NORMS = {"layernorm": LayerNorm, "rmsnorm": RMSNorm, "offset_rmsnorm": OffsetRMSNorm}
 
 
 def make_norm(config, dim: int | None = None) -> nn.Module:

@@ -278,3 +278,45 @@ def memory_recall(rule: str, n_pairs: int, dim: int = 32, n_values: int = 64, sh
         read = torch.einsum("bhkv,bhnk->bhnv", state, keys)  # then read every key
     recalled = (read[:, 0] @ codebook.T).argmax(-1)  # (B, N)
     return (recalled == stored).float().mean().item()
+@dataclass(frozen=True)
+class PasskeyTask:
+    """Retrieve a passkey from `distance` tokens back (chapter 5): random filler, a marker, the key, more
+    filler, and at the end a query token; the model must answer with the key.
+
+    Token ids: filler symbols 0 .. n_filler - 1, then the marker, the query, and the keys.
+    `batch(n, generator=g)` returns ids (n, length) and the keys (n,), which the model must predict at the
+    last position; the key sits `distance` positions before the query (uniform in [2, length - 3] if not given).
+    """
+
+    n_keys: int = 8
+    n_filler: int = 16
+    length: int = 48
+
+    @property
+    def marker(self) -> int:
+        return self.n_filler
+
+    @property
+    def query(self) -> int:
+        return self.n_filler + 1
+
+    @property
+    def vocab_size(self) -> int:
+        return self.n_filler + 2 + self.n_keys
+
+    def batch(self, batch_size: int, distance: int | None = None, generator: torch.Generator | None = None):
+        """ids (B, length) with a key `distance` tokens before the final query token, and the keys (B,)."""
+        if distance is not None and not 1 <= distance <= self.length - 2:
+            raise ValueError(f"distance must be in [1, {self.length - 2}] for length {self.length}, got {distance!r}.")
+        ids = torch.randint(0, self.n_filler, (batch_size, self.length), generator=generator)
+        keys = torch.randint(0, self.n_keys, (batch_size,), generator=generator)
+        if distance is None:
+            distances = torch.randint(2, self.length - 2, (batch_size,), generator=generator)
+        else:
+            distances = torch.full((batch_size,), distance)
+        rows = torch.arange(batch_size)
+        key_at = self.length - 1 - distances
+        ids[rows, key_at - 1] = self.marker
+        ids[rows, key_at] = self.n_filler + 2 + keys
+        ids[:, -1] = self.query
+        return ids, self.n_filler + 2 + keys

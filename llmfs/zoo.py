@@ -8,8 +8,11 @@ one layer of each kind of its layer pattern. `print(get(name))` describes it lay
 import difflib
 import math
 
+import dataclasses
+
 from .config import ModelConfig, RopeScaling, find_pattern, layer_pattern
 from .moe import MoE
+from .positions import Rope
 
 GPT2 = dict(vocab_size=50257, context_length=1024, norm="layernorm", norm_eps=1e-5, positions="learned",
             ffn="gelu_mlp", tie_embeddings=True)
@@ -18,6 +21,15 @@ LLAMA3 = dict(vocab_size=128256, norm="rmsnorm", norm_eps=1e-5, positions="rope"
 QWEN3 = dict(vocab_size=151936, context_length=40960, norm="rmsnorm", norm_eps=1e-6, positions="rope",
              rope_base=1000000.0, ffn="swiglu", qk_norm="per_head", head_dim=128, n_kv_heads=8,
              qkv_bias=False, attn_out_bias=False, mlp_bias=False)
+
+GEMMA3 = dict(context_length=131072, norm="offset_rmsnorm", norm_eps=1e-6, norm_placement="sandwich",
+              positions="rope", rope_base=1e6, ffn="geglu", qk_norm="per_head", scale_embeddings=True,
+              tie_embeddings=True, qkv_bias=False, attn_out_bias=False, mlp_bias=False)
+OLMO3 = dict(vocab_size=100278, context_length=65536, norm="rmsnorm", norm_eps=1e-6, norm_placement="post_sublayer",
+             qk_norm="full", positions="rope", rope_base=500000.0, ffn="swiglu", tie_embeddings=False, qkv_bias=False,
+             attn_out_bias=False, mlp_bias=False,
+             rope_scaling=RopeScaling("yarn", factor=8.0, original_context_length=8192,
+                                      attention_factor=1.2079441541679836))
 
 _CONFIGS = {
     # GPT-2 (Radford et al., 2019)
@@ -55,6 +67,20 @@ _CONFIGS = {
     # the expert's output rather than its input.
     "llama4-maverick": dict(LLAMA3, context_length=1048576, d_model=5120, n_layers=48, n_heads=40, n_kv_heads=8,
                             d_ff=16384, vocab_size=202048, tie_embeddings=False),
+    # Gemma 3 (Gemma Team, 2025): 5 local (1024- or 512-token windows, RoPE 10k) : 1 global (RoPE 1M) layers,
+    # RMSNorm(1 + w) around each sublayer, GeGLU, per-head QK-norm, embeddings × √d_model (its layers: _PATTERNS);
+    # attn_scale is query_pre_attn_scalar ** -0.5.
+    "gemma3-27b": dict(GEMMA3, vocab_size=262208, d_model=5376, n_layers=62, n_heads=32, n_kv_heads=16, head_dim=128,
+                       d_ff=21504, attn_scale=168 ** -0.5, rope_scaling=RopeScaling("linear", factor=8.0)),
+    "gemma3-270m": dict(GEMMA3, vocab_size=262144, context_length=32768, d_model=640, n_layers=18, n_heads=4,
+                        n_kv_heads=1, head_dim=256, d_ff=2048, attn_scale=256 ** -0.5),
+    # OLMo 3 (Olmo Team, 2025): OLMo 2's block; 3 sliding-window (4096) : 1 full layer, YaRN on the full ones.
+    "olmo3-7b": dict(OLMO3, d_model=4096, n_layers=32, n_heads=32, d_ff=11008),
+    "olmo3-32b": dict(OLMO3, d_model=5120, n_layers=64, n_heads=40, n_kv_heads=8, head_dim=128, d_ff=27648),
+    # Mistral Small 3.1 (Mistral AI, 2025), its text model: Llama-like GQA; no sliding window any more.
+    "mistral-small-3.1": dict(LLAMA3, vocab_size=131072, context_length=131072, d_model=5120, n_layers=40,
+                              n_heads=32, n_kv_heads=8, head_dim=128, d_ff=32768, rope_base=1e9,
+                              tie_embeddings=False),
 }
 
 QWEN3_MOE = {"qwen3-30b-a3b": MoE(n_experts=128, top_k=8, d_expert=768),
@@ -78,6 +104,19 @@ def _moe_every(k: int, moe: MoE, nope_every: int | None = None):
     return layers
 
 
+def _local_global(k: int, window: int, local_base: float):
+    """A pattern: k - 1 local layers (a sliding `window`, plain RoPE with `local_base`) then one global layer,
+    which keeps the config's RoPE (base and scaling): Gemma 3 (k = 6) and OLMo 3 (k = 4)."""
+
+    def layers(config: ModelConfig):
+        glob = config.layers[0]
+        local = glob.replace(attention=dataclasses.replace(glob.attention, window=window),
+                             positions=Rope(base=local_base))
+        return layer_pattern(config.n_layers, period=(local,) * (k - 1) + (glob,))
+
+    return layers
+
+
 def _nope_every(k: int):
     """A pattern: RoPE in every layer except every k-th (1-based), which has no positions (SmolLM3)."""
 
@@ -94,6 +133,10 @@ _PATTERNS = {
     "qwen3-30b-a3b": _moe_every(1, QWEN3_MOE["qwen3-30b-a3b"]),
     "qwen3-235b-a22b": _moe_every(1, QWEN3_MOE["qwen3-235b-a22b"]),
     "llama4-maverick": _moe_every(2, LLAMA4_MOE, nope_every=4),  # interleave_moe_layer_step=2, no_rope every 4th
+    "gemma3-27b": _local_global(6, window=1024, local_base=10000.0),
+    "gemma3-270m": _local_global(6, window=512, local_base=10000.0),
+    "olmo3-7b": _local_global(4, window=4096, local_base=500000.0),
+    "olmo3-32b": _local_global(4, window=4096, local_base=500000.0),
 }
 
 # Total parameter counts as published on each model's card or in its paper, for comparison.
@@ -110,6 +153,11 @@ PUBLISHED_PARAMETERS = {
     "qwen3-30b-a3b": 30_500_000_000,
     "qwen3-235b-a22b": 235_000_000_000,
     "llama4-maverick": 400_000_000_000,
+    "gemma3-27b": 27_000_000_000,  # the text model; the released checkpoint adds a SigLIP vision encoder
+    "gemma3-270m": 270_000_000,  # 170M embedding + 100M in the blocks (its model card)
+    "olmo3-7b": 7_300_000_000,
+    "olmo3-32b": 32_200_000_000,
+    "mistral-small-3.1": 24_000_000_000,  # text model and Pixtral vision encoder together (see tests/test_windows_zoo.py)
 }
 
 # Parameters used per token as published (MoE models: the "A3B" in a name), for comparison with count.active.
@@ -152,5 +200,6 @@ def tiny(name: str, **overrides) -> ModelConfig:
     small = ModelConfig(vocab_size=512, context_length=256, d_model=64, n_layers=n_layers,
                         layers=layer_pattern(n_layers, period, first[:n_layers]), norm=config.norm,
                         norm_eps=config.norm_eps, learned_positions=config.learned_positions,
-                        tie_embeddings=config.tie_embeddings, name=f"{name} (tiny)")
+                        tie_embeddings=config.tie_embeddings, scale_embeddings=config.scale_embeddings,
+                        logit_softcap=config.logit_softcap, name=f"{name} (tiny)")
     return small.replace(**overrides) if overrides else small

@@ -57,10 +57,10 @@ def test_config_from_transformers_maps_the_mechanisms():
 
 
 def test_unsupported_family_is_named():
-    from transformers import MistralConfig
+    from transformers import FalconConfig
 
-    with pytest.raises(ConversionError, match="unsupported model family 'mistral'"):
-        config_from_transformers(MistralConfig())
+    with pytest.raises(ConversionError, match="unsupported model family 'falcon'"):
+        config_from_transformers(FalconConfig())
 
 
 def test_unsupported_setting_is_named():

@@ -6,7 +6,7 @@ import torch
 from parity import assert_cached_decoding_matches, assert_forward_matches, assert_greedy_generate_matches
 
 from llmfs.attention import Attention
-from llmfs.hf import ConversionError, config_from_transformers, from_transformers
+from llmfs.hf import ConversionError, config_from_transformers
 from llmfs.linear_attention import LinearAttention
 
 transformers = pytest.importorskip("transformers")

@@ -66,3 +66,15 @@ def test_bad_task_arguments(kwargs):
 def test_bad_batch_arguments(kwargs):
     with pytest.raises(ValueError):
         RecallTask().batch(**kwargs)
+
+
+def test_passkey_task_puts_the_key_at_the_asked_distance():
+    from llmfs.tasks import PasskeyTask
+
+    task = PasskeyTask(length=20)
+    ids, keys = task.batch(5, distance=7, generator=torch.Generator().manual_seed(0))
+    assert ids.shape == (5, 20) and (ids[:, -1] == task.query).all()
+    assert torch.equal(ids[:, 20 - 1 - 7], keys) and (ids[:, 20 - 2 - 7] == task.marker).all()
+    assert (ids < task.vocab_size).all()
+    with pytest.raises(ValueError, match="distance must be in"):
+        task.batch(2, distance=19)
