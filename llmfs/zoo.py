@@ -11,6 +11,7 @@ import math
 import dataclasses
 
 from .config import ModelConfig, RopeScaling, find_pattern, layer_pattern
+from .mla import MLA
 from .moe import MoE
 from .positions import Rope
 
@@ -30,6 +31,9 @@ OLMO3 = dict(vocab_size=100278, context_length=65536, norm="rmsnorm", norm_eps=1
              attn_out_bias=False, mlp_bias=False,
              rope_scaling=RopeScaling("yarn", factor=8.0, original_context_length=8192,
                                       attention_factor=1.2079441541679836))
+
+DEEPSEEK = dict(d_model=7168, n_layers=61, d_ff=18432, norm="rmsnorm", norm_eps=1e-6, positions="rope", ffn="swiglu",
+                qkv_bias=False, attn_out_bias=False, mlp_bias=False, tie_embeddings=False)
 
 _CONFIGS = {
     # GPT-2 (Radford et al., 2019)
@@ -81,6 +85,16 @@ _CONFIGS = {
     "mistral-small-3.1": dict(LLAMA3, vocab_size=131072, context_length=131072, d_model=5120, n_layers=40,
                               n_heads=32, n_kv_heads=8, head_dim=128, d_ff=32768, rope_base=1e9,
                               tie_embeddings=False),
+    # DeepSeek V3 (DeepSeek-AI, 2024): multi-head latent attention in every layer (chapter 4), 3 dense layers, then
+    # MoE layers of 256 routed experts (sigmoid router, 8 groups of which 4 may be chosen, top-8) + 1 shared. The
+    # published 671B leaves out the multi-token-prediction module (the checkpoint's 685B includes it).
+    "deepseek-v3": dict(DEEPSEEK, vocab_size=129280, context_length=163840, n_heads=128, rope_base=10000.0,
+                        rope_scaling=RopeScaling("yarn", factor=40.0, original_context_length=4096, mscale=1.0,
+                                                 mscale_all_dim=1.0)),
+    # Kimi K2 (Kimi Team, 2025): DeepSeek V3's architecture with 64 heads, 384 experts, one dense layer.
+    "kimi-k2": dict(DEEPSEEK, vocab_size=163840, context_length=131072, n_heads=64, rope_base=50000.0,
+                    rope_scaling=RopeScaling("yarn", factor=32.0, original_context_length=4096, mscale=1.0,
+                                             mscale_all_dim=1.0)),
 }
 
 QWEN3_MOE = {"qwen3-30b-a3b": MoE(n_experts=128, top_k=8, d_expert=768),
@@ -100,6 +114,17 @@ def _moe_every(k: int, moe: MoE, nope_every: int | None = None):
             spec = dense.replace(ffn=moe) if i % k == 0 else dense
             specs.append(spec.replace(positions=None) if nope_every and i % nope_every == 0 else spec)
         return layer_pattern(config.n_layers, period=specs)
+
+    return layers
+
+
+def _latent_moe(attention: MLA, first_dense: int, moe: MoE):
+    """A pattern: `attention` (MLA) in every layer; the first `first_dense` layers keep the config's dense SwiGLU,
+    every later one is `moe` (DeepSeek V3, Kimi K2)."""
+
+    def layers(config: ModelConfig):
+        dense = config.layers[0].replace(attention=attention)
+        return layer_pattern(config.n_layers, period=(dense.replace(ffn=moe),), first=(dense,) * first_dense)
 
     return layers
 
@@ -137,6 +162,11 @@ _PATTERNS = {
     "gemma3-270m": _local_global(6, window=512, local_base=10000.0),
     "olmo3-7b": _local_global(4, window=4096, local_base=500000.0),
     "olmo3-32b": _local_global(4, window=4096, local_base=500000.0),
+    "deepseek-v3": _latent_moe(MLA(n_heads=128), 3, MoE(n_experts=256, top_k=8, d_expert=2048, n_shared=1,
+                                                         router="sigmoid", n_group=8, topk_group=4,
+                                                         routed_scaling=2.5)),
+    "kimi-k2": _latent_moe(MLA(n_heads=64), 1, MoE(n_experts=384, top_k=8, d_expert=2048, n_shared=1,
+                                                   router="sigmoid", routed_scaling=2.827)),
 }
 
 # Total parameter counts as published on each model's card or in its paper, for comparison.
@@ -158,6 +188,8 @@ PUBLISHED_PARAMETERS = {
     "olmo3-7b": 7_300_000_000,
     "olmo3-32b": 32_200_000_000,
     "mistral-small-3.1": 24_000_000_000,  # text model and Pixtral vision encoder together (see tests/test_windows_zoo.py)
+    "deepseek-v3": 671_000_000_000,  # without the 14B multi-token-prediction module
+    "kimi-k2": 1_040_000_000_000,  # "1T" on the model card; 1.04T in the technical report
 }
 
 # Parameters used per token as published (MoE models: the "A3B" in a name), for comparison with count.active.
@@ -165,6 +197,8 @@ PUBLISHED_ACTIVE_PARAMETERS = {
     "qwen3-30b-a3b": 3_300_000_000,
     "qwen3-235b-a22b": 22_000_000_000,
     "llama4-maverick": 17_000_000_000,
+    "deepseek-v3": 37_000_000_000,
+    "kimi-k2": 32_000_000_000,
 }
 
 

@@ -110,3 +110,29 @@ def test_zoo_qwen3_moe_equals_transformers_config_and_count(name, hf):
     with torch.device("meta"):
         reference = transformers.AutoModelForCausalLM.from_config(hf_config)
     assert count_parameters(zoo.get(name)).total == sum(p.numel() for p in reference.parameters())
+
+
+@pytest.mark.parametrize("name, hf", [
+    ("deepseek-v3", dict(vocab_size=129280, num_attention_heads=128, n_routed_experts=256, n_group=8, topk_group=4,
+                         first_k_dense_replace=3, routed_scaling_factor=2.5)),
+    ("kimi-k2", dict(vocab_size=163840, num_attention_heads=64, n_routed_experts=384, n_group=1, topk_group=1,
+                     first_k_dense_replace=1, routed_scaling_factor=2.827)),
+])
+def test_zoo_deepseek_v3_and_kimi_k2_count_like_transformers(name, hf):
+    """MLA + dense first layers + MoE (chapters 4 and 6): the zoo's count equals transformers' DeepSeek-V3 model
+    built from the model cards' sizes, and total/active are near the published figures."""
+    from transformers import DeepseekV3Config
+
+    hf_config = DeepseekV3Config(hidden_size=7168, intermediate_size=18432, moe_intermediate_size=2048,
+                                 num_hidden_layers=61, num_key_value_heads=hf["num_attention_heads"], n_shared_experts=1,
+                                 num_experts_per_tok=8, kv_lora_rank=512, q_lora_rank=1536, qk_nope_head_dim=128,
+                                 qk_rope_head_dim=64, v_head_dim=128, tie_word_embeddings=False, **hf)
+    with torch.device("meta"):
+        reference = transformers.AutoModelForCausalLM.from_config(hf_config)
+    # transformers keeps the router's selection bias (e_score_correction_bias) as a parameter; llmfs as a buffer
+    bias = sum(p.numel() for n, p in reference.named_parameters() if "e_score_correction_bias" in n)
+    count = count_parameters(zoo.get(name))
+    assert count.total == sum(p.numel() for p in reference.parameters()) - bias
+    # Kimi K2's report says 1.04T; the released config counts 1.026T (1.3% less)
+    assert abs(count.total / zoo.PUBLISHED_PARAMETERS[name] - 1) < 0.015
+    assert abs(count.active / zoo.PUBLISHED_ACTIVE_PARAMETERS[name] - 1) < 0.03
