@@ -217,8 +217,8 @@ class SmolLM3Family(LlamaFamily):
 
 class DeepseekV3Family(LlamaFamily):
     """DeepSeek-V3 (also Kimi K2): multi-head latent attention (chapter 4) with DeepSeek's YaRN, interleaved
-    RoPE on the rotary parts, and SwiGLU layers. Its MoE layers (after `first_k_dense_replace`) come with
-    chapter 6; until then only configs whose layers are all dense convert."""
+    RoPE on the rotary parts, dense SwiGLU layers up to `first_k_dense_replace`, then mixture-of-experts layers
+    (chapter 6): a sigmoid router with a selection bias and expert groups, plus shared experts."""
 
     rope_types = ("default", "yarn")
     required = {**LlamaFamily.required, "attention_bias": (False, None), "rope_interleave": (True,)}
@@ -250,11 +250,7 @@ class DeepseekV3Family(LlamaFamily):
     def config(cls, hf) -> ModelConfig:
         for attribute, allowed in cls.required.items():
             _require(hf, attribute, allowed)
-        if cls.dense_layers(hf) < hf.num_hidden_layers:
-            raise ConversionError(
-                f"{hf.model_type}: layers {cls.dense_layers(hf)}..{hf.num_hidden_layers - 1} are mixture-of-experts "
-                "layers, which llmfs does not build yet (chapter 6); convert a config whose layers are all dense "
-                "(first_k_dense_replace = num_hidden_layers).")
+        _require(hf, "topk_method", ("noaux_tc", None))
         if hf.num_key_value_heads != hf.num_attention_heads:
             raise ConversionError(f"{hf.model_type}: num_key_value_heads={hf.num_key_value_heads} must equal "
                                   f"num_attention_heads={hf.num_attention_heads} for MLA.")
@@ -264,9 +260,14 @@ class DeepseekV3Family(LlamaFamily):
                                   f"llmfs reproduces {list(cls.rope_types)}.")
         layer = LayerSpec(cls.attention(hf), MLP(hf.intermediate_size),
                           positions=Rope(rope.get("rope_theta", 10000.0), _rope_scaling(hf.model_type, rope, True)))
+        moe = layer.replace(ffn=MoE(
+            n_experts=hf.n_routed_experts, top_k=hf.num_experts_per_tok, d_expert=hf.moe_intermediate_size,
+            n_shared=hf.n_shared_experts or 0, router="sigmoid", norm_topk=hf.norm_topk_prob, n_group=hf.n_group,
+            topk_group=hf.topk_group, routed_scaling=hf.routed_scaling_factor))
+        dense = min(cls.dense_layers(hf), hf.num_hidden_layers)
         return ModelConfig(vocab_size=hf.vocab_size, context_length=hf.max_position_embeddings,
-                           d_model=hf.hidden_size, layers=(layer,) * hf.num_hidden_layers, norm="rmsnorm",
-                           norm_eps=hf.rms_norm_eps, tie_embeddings=hf.tie_word_embeddings,
+                           d_model=hf.hidden_size, layers=(layer,) * dense + (moe,) * (hf.num_hidden_layers - dense),
+                           norm="rmsnorm", norm_eps=hf.rms_norm_eps, tie_embeddings=hf.tie_word_embeddings,
                            name=f"{hf.model_type} (from transformers)")
 
     @classmethod
@@ -284,6 +285,14 @@ class DeepseekV3Family(LlamaFamily):
             out[prefix + "q_up.weight"] = q.flatten(0, 1)
             kv = out[prefix + "kv_down.weight"]
             out[prefix + "kv_down.weight"] = torch.cat((kv[:s.kv_lora_rank], kv[s.kv_lora_rank:][halves]))
+            if isinstance(spec.ffn, MoE):
+                theirs, ours = f"model.layers.{i}.mlp.", f"blocks.{i}.ffn.sublayer."
+                moe = moe_weights_from_transformers(hf_state, theirs)
+                moe["selection_bias"] = hf_state[theirs + "gate.e_score_correction_bias"]
+                for name in ("gate", "up", "down"):
+                    if spec.ffn.n_shared:
+                        moe[f"shared.{name}.weight"] = hf_state[f"{theirs}shared_experts.{name}_proj.weight"]
+                out.update({ours + name: tensor for name, tensor in moe.items()})
         return out
 
 

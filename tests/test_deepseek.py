@@ -5,8 +5,8 @@ import pytest
 import torch
 from parity import assert_cached_decoding_matches, assert_forward_matches, assert_greedy_generate_matches
 
-from llmfs import MLA, count_parameters, kv_cache_bytes
-from llmfs.hf import ConversionError, config_from_transformers, from_transformers
+from llmfs import MLA, MLP, count_parameters, kv_cache_bytes
+from llmfs.hf import config_from_transformers, from_transformers
 
 transformers = pytest.importorskip("transformers")
 VOCAB = 300
@@ -16,18 +16,23 @@ VARIANTS = {
     "q-lora": dict(q_lora_rank=48),
     "no-q-lora": dict(q_lora_rank=None),
     "yarn-mscale": dict(q_lora_rank=48, rope_parameters=YARN),
+    # one dense layer, then MoE layers: 8 routed experts in 4 groups (2 may be chosen), top-3, 1 shared expert
+    "moe": dict(q_lora_rank=48, first_k_dense_replace=1, n_routed_experts=8, n_group=4, topk_group=2,
+                num_experts_per_tok=3, moe_intermediate_size=32, n_shared_experts=1, routed_scaling_factor=2.5),
 }
 
 
-def tiny_hf_deepseek_v3(q_lora_rank=48, rope_parameters=None, n_layers=3, **overrides):
-    """A tiny random DeepseekV3ForCausalLM whose layers are all dense, eager attention, random norm weights.
+def tiny_hf_deepseek_v3(q_lora_rank=48, rope_parameters=None, n_layers=3, first_k_dense_replace=None, **overrides):
+    """A tiny random DeepseekV3ForCausalLM (all layers dense unless first_k_dense_replace says otherwise), eager
+    attention, random norm weights and router selection biases.
     No EOS id: transformers would suppress it under min_new_tokens while greedy llmfs.generate may pick it."""
     from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
 
     torch.manual_seed(0)
     config = DeepseekV3Config(
         vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=n_layers,
-        first_k_dense_replace=n_layers, num_attention_heads=4, num_key_value_heads=4, kv_lora_rank=32,
+        first_k_dense_replace=n_layers if first_k_dense_replace is None else first_k_dense_replace,
+        num_attention_heads=4, num_key_value_heads=4, kv_lora_rank=32,
         q_lora_rank=q_lora_rank, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=12,
         max_position_embeddings=128, rms_norm_eps=1e-6, num_mtp_layers=0,
         rope_parameters=rope_parameters or {"rope_type": "default", "rope_theta": 10000.0},
@@ -37,6 +42,8 @@ def tiny_hf_deepseek_v3(q_lora_rank=48, rope_parameters=None, n_layers=3, **over
         for name, p in model.named_parameters():
             if "norm" in name:
                 p.copy_(1 + 0.5 * torch.randn(p.shape))
+            if "e_score_correction_bias" in name:  # zeros would hide a bias that is not used for selection
+                p.copy_(0.1 * torch.randn(p.shape))
     return model.eval()
 
 
@@ -73,15 +80,12 @@ def test_converted_model_caches_latents_only():
     assert count_parameters(ours.config).total == sum(p.numel() for p in hf.parameters())
 
 
-def test_moe_layers_are_refused_until_chapter_6():
-    from transformers import DeepseekV3Config
-
-    hf_config = DeepseekV3Config(hidden_size=64, num_hidden_layers=3, first_k_dense_replace=1,
-                                 num_attention_heads=4, num_key_value_heads=4, kv_lora_rank=32, q_lora_rank=48,
-                                 qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=12, n_routed_experts=4,
-                                 n_group=1, topk_group=1, num_experts_per_tok=2)
-    with pytest.raises(ConversionError, match="mixture-of-experts"):
-        config_from_transformers(hf_config)
+def test_moe_layers_become_llmfs_moe_with_the_deepseek_router():
+    config = config_from_transformers(tiny_hf_deepseek_v3(**VARIANTS["moe"]).config)
+    assert config.layers[0].ffn == MLP(96) and config.layers[1] == config.layers[2]
+    moe = config.layers[1].ffn
+    assert (moe.n_experts, moe.top_k, moe.n_shared, moe.router, moe.n_group, moe.topk_group, moe.routed_scaling) == \
+        (8, 3, 1, "sigmoid", 4, 2, 2.5)
 
 
 def test_deepseek_v3_parameters_equal_transformers_with_all_layers_dense():
