@@ -164,7 +164,7 @@ class MultiHeadAttention(nn.Module):
         self.dropout = config.dropout
 
     def new_cache(self, batch_size: int) -> KVLayerCache:
-        """An empty cache for this layer: keys and values, appended token by token."""
+        """An empty cache for this layer: keys and values, written in place into buffers allocated ahead."""
         return KVLayerCache(batch_size)
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor, cache=None) -> torch.Tensor:
@@ -177,12 +177,13 @@ class MultiHeadAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(k, v)  # (B, n_kv_heads, T_past + T, head_dim)
         past = k.shape[2] - T
-        # Without a past the plain causal mask applies; with one, query i sits at position past + i.
-        mask = None if past == 0 else position_mask(positions, torch.arange(k.shape[2], device=x.device))
+        # Without a past the plain causal mask applies; with one, query i sits at position past + i. A single
+        # new token (a decode step) may see every cached key, so it needs no mask at all.
+        mask = None if past == 0 or T == 1 else position_mask(positions, torch.arange(k.shape[2], device=x.device))
         out = F.scaled_dot_product_attention(
             q, k, v,
             attn_mask=mask,
-            is_causal=mask is None,
+            is_causal=mask is None and T > 1,
             dropout_p=self.dropout if self.training else 0.0,
             enable_gqa=self.n_kv_heads != self.n_heads,
         )  # (B, n_heads, T, head_dim)
