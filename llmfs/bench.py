@@ -14,6 +14,12 @@ import torch
 THREADS = 1  # fixed, so a ratio does not depend on how many cores happen to be free
 
 
+def _synchronize() -> None:
+    """Wait for queued GPU work, so the clock measures it (a no-op on the CPU)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def best_seconds(sides: dict, rounds: int) -> dict:
     """Best wall time of each side's call over `rounds` rounds, the sides interleaved within every round.
 
@@ -28,8 +34,10 @@ def best_seconds(sides: dict, rounds: int) -> dict:
         best = {name: float("inf") for name in sides}
         for _ in range(rounds):
             for name, fn in sides.items():
+                _synchronize()
                 start = time.perf_counter()
                 fn()
+                _synchronize()
                 best[name] = min(best[name], time.perf_counter() - start)
     finally:
         torch.set_num_threads(threads)
