@@ -176,6 +176,15 @@ class MultiHeadAttention(nn.Module):
         q, k = self.positions(q, k, positions)
         if cache is not None:
             k, v = cache.update(k, v)  # (B, n_kv_heads, T_past + T, head_dim)
+        if T == 1 and self.n_kv_heads != self.n_heads:
+            # One new token (a decode step): the queries of a group become that K/V head's queries, so each
+            # K/V head is read once instead of copied for every query head of its group (chapter 3).
+            group = self.n_heads // self.n_kv_heads
+            out = F.scaled_dot_product_attention(
+                q.reshape(B, self.n_kv_heads, group, self.head_dim), k, v,
+                dropout_p=self.dropout if self.training else 0.0,
+            )  # (B, n_kv_heads, group, head_dim): every cached key is in the new token's past
+            return self.out_proj(out.reshape(B, T, self.n_heads * self.head_dim))
         past = k.shape[2] - T
         # Without a past the plain causal mask applies; with one, query i sits at position past + i. A single
         # new token (a decode step) may see every cached key, so it needs no mask at all.
