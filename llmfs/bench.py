@@ -14,6 +14,17 @@ import torch
 THREADS = 1  # fixed, so a ratio does not depend on how many cores happen to be free
 
 
+def _clock() -> float:
+    """Seconds of CPU time this process has used, or wall time once a GPU is in use.
+
+    On a shared CPU a process waits while others run; its CPU time leaves those waits out, so with a
+    fixed thread count it measures the work itself. GPU work is not CPU time, so with a GPU the wall clock.
+    """
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return time.perf_counter()
+    return time.process_time()
+
+
 def _synchronize() -> None:
     """Wait for queued GPU work, so the clock measures it (a no-op on the CPU)."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -24,7 +35,8 @@ def best_seconds(sides: dict, rounds: int) -> dict:
     """Best wall time of each side's call over `rounds` rounds, the sides interleaved within every round.
 
     Interleaving exposes both sides to the same load on a shared machine, and the best (least disturbed)
-    run is the closest to what the code itself costs. Each side runs once untimed first (warm-up).
+    run is the closest to what the code itself costs; on the CPU the clock is the process's CPU time. Each side runs once untimed first (warm-up).
+    A side that returns a float has timed itself (e.g. `decode_seconds`, which leaves out its prefill).
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(THREADS)
@@ -35,13 +47,27 @@ def best_seconds(sides: dict, rounds: int) -> dict:
         for _ in range(rounds):
             for name, fn in sides.items():
                 _synchronize()
-                start = time.perf_counter()
-                fn()
+                start = _clock()
+                own = fn()
                 _synchronize()
-                best[name] = min(best[name], time.perf_counter() - start)
+                seconds = own if isinstance(own, float) else _clock() - start
+                best[name] = min(best[name], seconds)
     finally:
         torch.set_num_threads(threads)
     return best
+
+
+@torch.no_grad()
+def decode_seconds(model, prompt, new_tokens: int, cache) -> float:
+    """Seconds for `new_tokens` greedy decode steps after prefilling `prompt` into `cache` (prefill not timed)."""
+    logits = model(prompt, cache=cache)[:, -1]
+    next_id = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+    _synchronize()
+    start = _clock()
+    for _ in range(new_tokens):
+        next_id = model(next_id, cache=cache)[:, -1].argmax(dim=-1, keepdim=True)
+    _synchronize()
+    return _clock() - start
 
 
 def _llama_pair(attn_implementation: str):
