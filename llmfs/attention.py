@@ -245,7 +245,7 @@ class MultiHeadAttention(nn.Module):
             self.sinks = None
 
     def new_cache(self, batch_size: int) -> KVLayerCache | WindowLayerCache:
-        """An empty cache for this layer: keys and values appended token by token, or with a window, a ring
+        """An empty cache for this layer: keys and values written in place into buffers allocated ahead, or with a window, a ring
         buffer of the last `window` tokens (plus the sink tokens)."""
         if self.window is None:
             return KVLayerCache(batch_size)
@@ -266,21 +266,30 @@ class MultiHeadAttention(nn.Module):
         else:
             key_positions = positions
         dropout = self.dropout if self.training else 0.0
-        # The plain causal mask applies when the keys are the queries' own tokens and no window cuts them.
-        plain = k.shape[2] == T and (self.window is None or T <= self.window)
-        mask = None if plain and self.sinks is None else window_mask(positions, key_positions, self.window,
-                                                                     self.sink_tokens)
-        if self.sinks is not None:
-            out = attention_with_sinks(q, k, v, mask, self.sinks, self.softmax_scale, dropout)
-        else:
+        if T == 1 and self.window is None and self.sinks is None:
+            # One new token (a decode step) sees every cached key, so it needs no mask; and the queries of a
+            # group become that K/V head's queries, so each K/V head is read once instead of copied for every
+            # query head of its group (chapter 3).
+            group = self.n_heads // self.n_kv_heads
             out = F.scaled_dot_product_attention(
-                q, k, v,
-                attn_mask=mask,
-                is_causal=mask is None,
-                dropout_p=dropout,
-                scale=self.scale,
-                enable_gqa=self.n_kv_heads != self.n_heads,
-            )  # (B, n_heads, T, head_dim)
+                q.reshape(B, self.n_kv_heads, group, self.head_dim), k, v, dropout_p=dropout, scale=self.scale,
+            ).reshape(B, self.n_heads, T, self.head_dim)  # computed as (B, n_kv_heads, group, head_dim)
+        else:
+            # The plain causal mask applies when the keys are the queries' own tokens and no window cuts them.
+            plain = k.shape[2] == T and (self.window is None or T <= self.window)
+            mask = None if plain and self.sinks is None else window_mask(positions, key_positions, self.window,
+                                                                         self.sink_tokens)
+            if self.sinks is not None:
+                out = attention_with_sinks(q, k, v, mask, self.sinks, self.softmax_scale, dropout)
+            else:
+                out = F.scaled_dot_product_attention(
+                    q, k, v,
+                    attn_mask=mask,
+                    is_causal=mask is None,
+                    dropout_p=dropout,
+                    scale=self.scale,
+                    enable_gqa=self.n_kv_heads != self.n_heads,
+                )  # (B, n_heads, T, head_dim)
         out = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)
         if self.gate_proj is not None:  # gated attention: each output feature scaled by a sigmoid of the input
             out = out * torch.sigmoid(self.gate_proj(x))

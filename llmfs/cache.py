@@ -2,8 +2,12 @@
 token's work instead of the whole sequence's (chapter 3).
 
 Each layer's entry is made by its own mechanism (`module.new_cache(batch_size)`), so a model may mix
-kinds: multi-head attention appends keys and values; other mechanisms keep what they need. Every entry
-has the same small interface: `update(*new) -> what to attend over`, `length` (tokens seen) and `nbytes`.
+kinds: multi-head attention keeps keys and values; other mechanisms keep what they need. Every entry
+has the same small interface: `update(*new) -> what to attend over`, `length` (tokens seen), `tensors`
+(what is held for those tokens) and `nbytes`.
+
+`nbytes` counts the tokens held, not spare room: it is what `llmfs.kv_cache_bytes(config, length)`
+computes. A cache that allocates ahead (`KVLayerCache`) reports its allocation as `allocated_nbytes`.
 """
 
 import torch
@@ -14,7 +18,7 @@ class LayerCache:
 
     def __init__(self, batch_size: int):
         self.batch_size = batch_size
-        self.tensors: tuple[torch.Tensor, ...] = ()
+        self.tensors: tuple[torch.Tensor, ...] = ()  # what is held for the `length` tokens seen
         self.length = 0  # tokens seen so far: the position of the next token
 
     def check_batch(self, new: tuple[torch.Tensor, ...]) -> None:
@@ -25,14 +29,25 @@ class LayerCache:
                     "make a new cache with model.new_cache(batch_size)."
                 )
 
+    def reserve(self, n_tokens: int) -> None:
+        """Make room for `n_tokens` tokens in all ahead of time; a cache that does not allocate ahead ignores it."""
+
     @property
     def nbytes(self) -> int:
-        """Bytes held by this layer's cached tensors."""
+        """Bytes held by this layer's cached tensors for the tokens seen."""
         return sum(t.numel() * t.element_size() for t in self.tensors)
 
+    @property
+    def allocated_nbytes(self) -> int:
+        """Bytes this layer has allocated, spare room included (equal to `nbytes` unless it allocates ahead)."""
+        return self.nbytes
 
-class KVLayerCache(LayerCache):
-    """Keys and values of every past token, each (B, n_kv_heads, T_cached, head_dim), grown by concatenation."""
+
+class ConcatKVLayerCache(LayerCache):
+    """Keys and values of every past token, each (B, n_kv_heads, T_cached, head_dim), grown by `torch.cat`.
+
+    Simple, but every step copies the whole cache into a new tensor one token longer (chapter 3 measures it).
+    """
 
     def update(self, *new: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Append the new tokens' tensors along the sequence axis and return everything cached so far."""
@@ -89,6 +104,52 @@ class WindowLayerCache(LayerCache):
                 ring[:, :, slots] = t[:, :, keep]
             self.positions[slots] = kept
         return (*seen, seen_positions)
+class KVLayerCache(LayerCache):
+    """Keys and values in buffers allocated ahead, (B, n_kv_heads, capacity, head_dim), written in place.
+
+    A step writes only its new tokens and returns views of the filled part, so nothing old is copied.
+    `reserve(n)` sizes the buffers for a whole generation at once (`generate` does); without it they
+    double when full, so the copies cost O(1) per token on average.
+    """
+
+    def __init__(self, batch_size: int):
+        super().__init__(batch_size)
+        self.buffers: tuple[torch.Tensor, ...] = ()  # (B, n_kv_heads, capacity, head_dim) each
+        self.capacity = 0  # tokens the buffers hold (or will hold once the first update shows the shapes)
+
+    def reserve(self, n_tokens: int) -> None:
+        if n_tokens > self.capacity:
+            self.capacity = n_tokens
+            if self.buffers:
+                self._resize(n_tokens)
+
+    def _resize(self, capacity: int) -> None:
+        """Move the filled part into new buffers of `capacity` tokens."""
+        new = []
+        for old in self.buffers:
+            buffer = old.new_empty(*old.shape[:2], capacity, *old.shape[3:])
+            buffer[:, :, : self.length] = old[:, :, : self.length]
+            new.append(buffer)
+        self.buffers, self.capacity = tuple(new), capacity
+
+    def update(self, *new: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Write the new tokens' tensors after the cached ones and return views of everything cached so far."""
+        self.check_batch(new)
+        end = self.length + new[0].shape[2]
+        if not self.buffers:
+            self.capacity = max(self.capacity, end)
+            self.buffers = tuple(t.new_empty(*t.shape[:2], self.capacity, *t.shape[3:]) for t in new)
+        elif end > self.capacity:
+            self._resize(max(end, 2 * self.capacity))
+        for buffer, t in zip(self.buffers, new):
+            buffer[:, :, self.length : end] = t
+        self.length = end
+        self.tensors = tuple(buffer[:, :, :end] for buffer in self.buffers)
+        return self.tensors
+
+    @property
+    def allocated_nbytes(self) -> int:
+        return sum(b.numel() * b.element_size() for b in self.buffers)
 
 
 class KVCache:
@@ -105,6 +166,13 @@ class KVCache:
     def __len__(self) -> int:
         return len(self.layers)
 
+    def reserve(self, n_tokens: int) -> None:
+        """Let every layer that allocates ahead make room for `n_tokens` tokens in all."""
+        if not isinstance(n_tokens, int) or isinstance(n_tokens, bool) or n_tokens < 0:
+            raise ValueError(f"n_tokens must be an integer >= 0, got {n_tokens!r}.")
+        for layer in self.layers:
+            layer.reserve(n_tokens)
+
     @property
     def length(self) -> int:
         """How many tokens are cached (the position of the next token)."""
@@ -112,5 +180,10 @@ class KVCache:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by all cached tensors."""
+        """Bytes held for the cached tokens by all layers (what `llmfs.kv_cache_bytes` computes)."""
         return sum(layer.nbytes for layer in self.layers)
+
+    @property
+    def allocated_nbytes(self) -> int:
+        """Bytes all layers have allocated, spare room included."""
+        return sum(layer.allocated_nbytes for layer in self.layers)

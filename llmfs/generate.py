@@ -35,6 +35,8 @@ def generate(model, idx, max_new_tokens, temperature=0.0, top_k=None, use_cache=
     model.eval()
     try:
         cache = model.new_cache(idx.shape[0]) if use_cache else None
+        if cache is not None:
+            cache.reserve(idx.shape[1] + max_new_tokens)  # one allocation for the whole generation
         logits = model(idx, cache=cache)[:, -1, :]  # prefill: (B, vocab)
         for step in range(max_new_tokens):
             next_id = _pick(logits, temperature, top_k, generator)  # (B, 1)

@@ -1,4 +1,5 @@
-"""Plots the chapters share: an attention heatmap and training/validation loss curves.
+"""Plots the chapters share: an attention heatmap, loss curves (one run or several seeds with their spread
+against baselines), and the diagram of query heads sharing K/V heads.
 
 Each function returns its matplotlib Figure and never calls `plt.show()`; a notebook shows it
 exactly once, as the cell's value.
@@ -122,6 +123,58 @@ def plot_losses(histories, ax=None, title=None, x="step", log_scale=False, ylabe
     ax.legend()
     if title is not None:
         ax.set_title(title)
+    return ax.figure
+
+
+def plot_seed_bands(runs, baselines=None, ax=None, title=None, ylabel="validation loss (nats per token)"):
+    """Validation loss of several seeds per name: the mean as a line, min to max as a band.
+
+    runs: dict name -> list of `History` (one per seed, same evaluation steps); baselines: dict label ->
+    a loss, drawn as a dotted horizontal line, so a reader can see what "learned" means.
+    """
+    if not isinstance(runs, dict) or not runs:
+        raise TypeError("runs must be a non-empty dict mapping names to lists of History")
+    ax = ax if ax is not None else _new_axes((6.4, 4.0))
+    for index, (name, histories) in enumerate(runs.items()):
+        if not histories or not all(isinstance(h, History) and h.val_loss for h in histories):
+            raise TypeError(f"runs[{name!r}] must be a non-empty list of History with validation losses")
+        losses = np.array([h.val_loss for h in histories])  # (seeds, evaluations)
+        steps, color = histories[0].steps, f"C{index % 10}"
+        ax.plot(steps, losses.mean(axis=0), color=color, label=f"{name} ({len(histories)} seeds)")
+        ax.fill_between(steps, losses.min(axis=0), losses.max(axis=0), color=color, alpha=0.25, linewidth=0)
+    for index, (label, value) in enumerate((baselines or {}).items()):
+        ax.axhline(value, color="0.3", linestyle=(0, (1, 1 + 2 * index)), linewidth=1.2, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    if title is not None:
+        ax.set_title(title)
+    return ax.figure
+
+
+def draw_sharing(n_heads, n_kv_heads, ax=None, title=None):
+    """Query heads on top, K/V heads below, a line from each query head to the K/V head it reads (chapter 3)."""
+    if not isinstance(n_heads, int) or not isinstance(n_kv_heads, int) or n_kv_heads < 1 or n_heads % n_kv_heads:
+        raise ValueError(f"n_heads={n_heads!r} must be a multiple of n_kv_heads={n_kv_heads!r} >= 1")
+    ax = ax if ax is not None else _new_axes((4.0, 2.0))
+    group = n_heads // n_kv_heads
+    for h in range(n_heads):
+        kv = h // group
+        kv_x = kv * group + (group - 1) / 2  # each K/V head sits under the middle of its group
+        ax.plot([h, kv_x], [1, 0], color=f"C{kv % 10}", lw=1.5, zorder=1)
+        ax.scatter([h], [1], s=220, marker="s", color=f"C{kv % 10}", zorder=2)
+        ax.text(h, 1, f"q{h}", ha="center", va="center", fontsize=8, color="white", zorder=3)
+    for kv in range(n_kv_heads):
+        kv_x = kv * group + (group - 1) / 2
+        ax.scatter([kv_x], [0], s=480, marker="o", color=f"C{kv % 10}", zorder=2)
+        ax.text(kv_x, 0, f"kv{kv}", ha="center", va="center", fontsize=8, color="white", zorder=3)
+    ax.set_xlim(-0.8, n_heads - 0.2)
+    ax.set_ylim(-0.4, 1.4)
+    ax.axis("off")
+    if title is not None:
+        ax.set_title(title, fontsize=10)
     return ax.figure
 
 

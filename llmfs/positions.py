@@ -320,6 +320,7 @@ class RotaryPositions(nn.Module):
         inv_freq = rope_frequencies(self.rotary_dim, rope.base, rope.scaling)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.attention_factor = rope_attention_factor(rope.scaling)
+        self._table = None  # (key, cos, sin) of positions 0..n-1, built in eval mode by cached_cos_sin
 
     def angles(self, positions: torch.Tensor) -> torch.Tensor:
         """The angle of every pair at every position, (T, rotary_dim // 2), in float32."""
@@ -330,10 +331,24 @@ class RotaryPositions(nn.Module):
         angles = self.angles(positions)
         return angles.cos() * self.attention_factor, angles.sin() * self.attention_factor
 
+    def cached_cos_sin(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """`cos_sin(positions)` in `dtype`, read from a table of all positions so far (a decode step then costs
+        one lookup instead of recomputing angles); the table doubles when a later position is asked for."""
+        n = int(positions.max()) + 1 if positions.numel() else 0
+        key = (id(self.inv_freq), self.inv_freq._version, self.attention_factor, dtype, positions.device)
+        if self._table is None or self._table[0] != key or self._table[1].shape[0] < n:
+            size = max(n, 2 * self._table[1].shape[0] if self._table is not None else 64)
+            cos, sin = self.cos_sin(torch.arange(size, device=positions.device))
+            self._table = (key, cos.to(dtype), sin.to(dtype))
+        return self._table[1][positions], self._table[2][positions]
+
     def forward(self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor):
         """q (B, n_heads, T, head_dim), k (B, n_kv_heads, T, head_dim) -> both rotated."""
-        cos, sin = self.cos_sin(positions)
-        cos, sin = cos.to(q.dtype), sin.to(q.dtype)
+        if self.training:
+            cos, sin = self.cos_sin(positions)
+            cos, sin = cos.to(q.dtype), sin.to(q.dtype)
+        else:
+            cos, sin = self.cached_cos_sin(positions, q.dtype)
         r = self.rotary_dim
         if r == q.shape[-1]:
             return apply_rope(q, cos, sin), apply_rope(k, cos, sin)

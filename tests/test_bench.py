@@ -8,10 +8,29 @@ from llmfs import bench
 def test_listing_names_every_benchmark(capsys):
     assert bench.main([]) == 0
     listing = capsys.readouterr().out
-    assert all(name in listing for name in ("kv-cache", "hf-forward", "moe-dispatch"))
+    assert all(name in listing for name in ("kv-cache", "hf-forward", "moe-dispatch", "decode-vs-hf"))
 
 
 def test_unknown_benchmark_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
         bench.main(["kv-cach"])
-    assert "unknown benchmark 'kv-cach'; choose one of kv-cache, hf-forward, kernels" in capsys.readouterr().err
+    assert "unknown benchmark 'kv-cach'; choose one of kv-cache, hf-forward, decode-vs-hf, kernels" in capsys.readouterr().err
+
+
+def test_best_seconds_interleaves_the_sides_and_keeps_the_best():
+    calls = []
+    best = bench.best_seconds({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3)
+    assert calls == ["a", "b"] * 4  # one warm-up round, then three interleaved rounds
+    assert set(best) == {"a", "b"} and all(0 <= t < 1 for t in best.values())
+
+
+def test_a_side_that_times_itself_reports_its_own_seconds():
+    import torch
+
+    from llmfs import Transformer, zoo
+
+    model = Transformer(zoo.tiny("llama3-8b", context_length=64)).eval()
+    prompt = torch.zeros(1, 8, dtype=torch.long)
+    best = bench.best_seconds({"decode": lambda: bench.decode_seconds(model, prompt, 4, model.new_cache(1)),
+                               "fixed": lambda: 123.0}, rounds=2)
+    assert best["fixed"] == 123.0 and 0 < best["decode"] < 10

@@ -129,3 +129,33 @@ def test_design_diagram_names_the_pieces_it_connects():
         assert piece in texts
     assert figure.get_size_inches()[0] <= 8  # readable at the book's column width
     figure.canvas.draw()
+
+
+def test_plot_seed_bands_draws_a_band_per_name_and_baselines():
+    from llmfs.plotting import plot_seed_bands
+
+    def history(shift):
+        h = History()
+        for step in (0, 10, 20):
+            h.steps.append(step)
+            h.tokens_seen.append(step * 8)
+            h.train_loss.append(3.0 - step / 20 + shift)
+            h.val_loss.append(3.1 - step / 20 + shift)
+        return h
+
+    figure = plot_seed_bands({"a": [history(0), history(0.1)], "b": [history(0.2)]}, baselines={"unigram": 2.5})
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a (2 seeds)", "b (1 seeds)", "unigram"]
+    assert len(ax.collections) == 2  # one band per name
+    with pytest.raises(TypeError):
+        plot_seed_bands({"a": []})
+
+
+def test_draw_sharing_connects_each_query_head_to_its_group():
+    from llmfs.plotting import draw_sharing
+
+    figure = draw_sharing(8, 2, title="GQA")
+    texts = [t.get_text() for t in figure.axes[0].texts]
+    assert texts == [f"q{h}" for h in range(8)] + ["kv0", "kv1"]
+    with pytest.raises(ValueError, match="multiple"):
+        draw_sharing(8, 3)

@@ -63,11 +63,11 @@ def test_round_trip_any_text(text):
 
 
 def test_names():
-    assert tokenizer_names() == ["gpt2"]
+    assert tokenizer_names() == ["char", "gpt2"]
 
 
 def test_unknown_name_lists_known_names_and_suggests():
-    with pytest.raises(ValueError, match=r"unknown tokenizer name 'gtp2'.*\['gpt2'\].*Did you mean 'gpt2'"):
+    with pytest.raises(ValueError, match=r"unknown tokenizer name 'gtp2'.*\['char', 'gpt2'\].*Did you mean 'gpt2'"):
         get_tokenizer("gtp2")
     with pytest.raises(ValueError, match="known names"):
         get_tokenizer(["gpt2"])

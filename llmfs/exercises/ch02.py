@@ -123,3 +123,67 @@ register(
         cases=_mha_cases,
     )
 )
+
+
+# --- the bigram baseline -------------------------------------------------------------------------
+
+
+def bigram_loss(train_ids, val_ids, vocab_size, smoothing):
+    """Validation loss (nats per token) of a bigram count model with add-`smoothing` counts.
+
+    p(b | a) = (count(a, b) + smoothing) / (count(a) + smoothing * vocab_size), counts from consecutive
+    training pairs; the loss is the mean of -log p over consecutive validation pairs.
+    """
+    from llmfs.baselines import ngram_loss
+
+    return ngram_loss(train_ids, val_ids, 2, vocab_size, smoothing)
+
+
+def _bigram_cases(gen):
+    cases = [(torch.arange(5).repeat(20), torch.arange(5).repeat(3), 5, 0.1)]
+    for V in (3, 7, 20):
+        train = torch.randint(0, V, (int(torch.randint(50, 300, (1,), generator=gen)),), generator=gen)
+        cases.append((train, torch.randint(0, V, (40,), generator=gen), V, [0.01, 0.5, 1.0][V % 3]))
+    return cases
+
+
+register(
+    Exercise(
+        id="ch02.bigram_loss",
+        summary="The loss of the bigram count model: the baseline a trained model must beat.",
+        reference=bigram_loss,
+        cases=_bigram_cases,
+    )
+)
+
+
+# --- ablating one head ---------------------------------------------------------------------------
+
+
+def ablate_head(out_proj_weight, head, head_dim):
+    """A copy of an output projection's weight (d_model, n_heads * head_dim) with head `head`'s columns zeroed.
+
+    Head h's output occupies input features h * head_dim ... (h + 1) * head_dim - 1 of the output
+    projection, so zeroing those columns removes that head from the layer and nothing else.
+    """
+    ablated = out_proj_weight.clone()
+    ablated[:, head * head_dim : (head + 1) * head_dim] = 0
+    return ablated
+
+
+def _ablate_cases(gen):
+    cases = []
+    for d_model, n_heads, head_dim in [(4, 2, 2), (8, 4, 2), (6, 3, 4), (5, 1, 3)]:
+        weight = torch.randn(d_model, n_heads * head_dim, generator=gen)
+        cases.append((weight, int(torch.randint(0, n_heads, (1,), generator=gen)), head_dim))
+    return cases
+
+
+register(
+    Exercise(
+        id="ch02.ablate_head",
+        summary="Switch one attention head off by zeroing its columns of the output projection.",
+        reference=ablate_head,
+        cases=_ablate_cases,
+    )
+)

@@ -184,3 +184,62 @@ register(
         cases=_gqa_cases,
     )
 )
+
+
+# --- uptraining MHA into GQA: mean-pool the K/V heads --------------------------------------------------
+
+
+def mean_pool_kv_heads(weight, n_kv_heads, head_dim):
+    """A K or V projection weight (n_heads * head_dim, d_model) of MHA -> (n_kv_heads * head_dim, d_model).
+
+    K/V head g of the GQA layer is the mean of the MHA heads of its group, g * group ... (g + 1) * group - 1,
+    the conversion Ainslie et al. start uptraining from.
+    """
+    d_model = weight.shape[1]
+    heads = weight.view(n_kv_heads, -1, head_dim, d_model)  # (n_kv_heads, group, head_dim, d_model)
+    return heads.mean(dim=1).reshape(n_kv_heads * head_dim, d_model)
+
+
+def _pool_cases(gen):
+    cases = []
+    for n_heads, n_kv_heads, head_dim, d_model in [(4, 2, 3, 5), (8, 1, 4, 6), (6, 3, 2, 4), (4, 4, 3, 2)]:
+        cases.append((torch.randn(n_heads * head_dim, d_model, generator=gen), n_kv_heads, head_dim))
+    return cases
+
+
+register(
+    Exercise(
+        id="ch03.mean_pool_kv_heads",
+        summary="Turn an MHA layer's K or V projection into a GQA one by averaging the heads of each group.",
+        reference=mean_pool_kv_heads,
+        cases=_pool_cases,
+    )
+)
+
+
+# --- bytes read by one decode step ---------------------------------------------------------------------
+
+
+def decode_bytes_per_step(n_params, n_layers, n_kv_heads, head_dim, context, batch_size, bytes_per_value):
+    """Bytes one decode step must read: every weight once, plus the KV cache of every sequence of the batch."""
+    weights = n_params * bytes_per_value
+    cache = 2 * n_layers * n_kv_heads * head_dim * context * batch_size * bytes_per_value
+    return weights + cache
+
+
+def _decode_bytes_cases(gen):
+    cases = [(8_030_000_000, 32, 8, 128, 8192, 1, 2), (8_030_000_000, 32, 32, 128, 8192, 16, 2)]
+    for _ in range(4):
+        cases.append((_int(gen, 10**6, 10**10), _int(gen, 1, 80), _int(gen, 1, 16), 2 ** _int(gen, 5, 8),
+                      _int(gen, 1, 131072), _int(gen, 1, 64), _int(gen, 1, 4)))
+    return cases
+
+
+register(
+    Exercise(
+        id="ch03.decode_bytes_per_step",
+        summary="Bytes a decode step reads (weights plus the whole KV cache), from first principles.",
+        reference=decode_bytes_per_step,
+        cases=_decode_bytes_cases,
+    )
+)
