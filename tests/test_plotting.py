@@ -129,3 +129,31 @@ def test_design_diagram_names_the_pieces_it_connects():
         assert piece in texts
     assert figure.get_size_inches()[0] <= 8  # readable at the book's column width
     figure.canvas.draw()
+
+
+# --- chapter 7: placements and sweeps ---
+
+
+def test_draw_placements_draws_one_panel_per_placement_and_refuses_unknown_names():
+    from llmfs.plotting import draw_placements
+
+    figure = draw_placements()
+    assert isinstance(figure, Figure) and len(figure.axes) == 4
+    assert len(draw_placements(("pre",)).axes) == 1
+    with pytest.raises(ValueError, match="placements"):
+        draw_placements(("pre", "middle"))
+
+
+def test_plot_sweep_draws_means_bands_and_references():
+    from llmfs.plotting import plot_sweep
+
+    values = np.array([[3.0, 3.2], [2.0, 2.4], [4.0, 4.0]])  # 3 learning rates, 2 seeds
+    figure = plot_sweep({"a": values}, [1e-3, 1e-2, 1e-1], references={"chance": 4.4})
+    ax = figure.axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [3.1, 2.2, 4.0])
+    assert ax.get_xscale() == "log" and len(ax.collections) == 1
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "chance"]
+    with pytest.raises(ValueError, match="shape"):
+        plot_sweep({"a": values[:2]}, [1e-3, 1e-2, 1e-1])
+    with pytest.raises(TypeError):
+        plot_sweep({}, [1])
