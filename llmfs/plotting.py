@@ -241,3 +241,31 @@ def plot_sweep(results, x_values, ax=None, title=None, references=None, styles=N
     if title is not None:
         ax.set_title(title, fontsize=10)
     return ax.figure
+
+
+def draw_rope_rotation(q=(1.0, 0.3), k=(0.8, -0.5), theta=0.35, pairs=((1, 3), (5, 7))):
+    """Chapter 8's picture: one RoPE pair as 2-D vectors. q at position m turns by mθ, k at position n by nθ;
+    each panel is one (m, n) of `pairs`, and the angle between the turned vectors depends only on n − m."""
+    figure, axes = plt.subplots(1, len(pairs), figsize=(3.4 * len(pairs), 3.4), layout="constrained")
+    plt.close(figure)
+    q, k = np.asarray(q, float), np.asarray(k, float)
+
+    def turn(v, angle):
+        c, s = np.cos(angle), np.sin(angle)
+        return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
+
+    for ax, (m, n) in zip(np.atleast_1d(axes), pairs):
+        for vector, position, color, name in ((q, m, "C0", "q"), (k, n, "C1", "k")):
+            ax.annotate("", turn(vector, position * theta), (0, 0),
+                        arrowprops=dict(arrowstyle="-|>", color=color, lw=2))
+            ax.annotate("", vector, (0, 0), arrowprops=dict(arrowstyle="-|>", color=color, lw=1, ls=":", alpha=0.6))
+            tip = turn(vector, position * theta) * 1.12
+            ax.text(*tip, f"{name} at {position}\n(turned {position}θ)", color=color, fontsize=9, ha="center")
+        dot = turn(q, m * theta) @ turn(k, n * theta)
+        ax.set_title(f"m = {m}, n = {n}: n − m = {n - m}\nq·k after turning = {dot:.3f}", fontsize=9)
+        ax.set(xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), aspect="equal")
+        ax.axhline(0, color="0.85", lw=0.8)
+        ax.axvline(0, color="0.85", lw=0.8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return figure

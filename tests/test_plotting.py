@@ -157,3 +157,11 @@ def test_plot_sweep_draws_means_bands_and_references():
         plot_sweep({"a": values[:2]}, [1e-3, 1e-2, 1e-1])
     with pytest.raises(TypeError):
         plot_sweep({}, [1])
+
+
+def test_draw_rope_rotation_gives_equal_dot_products_for_equal_offsets():
+    from llmfs.plotting import draw_rope_rotation
+
+    figure = draw_rope_rotation(pairs=((1, 3), (5, 7), (0, 4)))
+    titles = [ax.get_title().split("= ")[-1] for ax in figure.axes]
+    assert titles[0] == titles[1] != titles[2]  # offset 2 twice, then offset 4
