@@ -243,7 +243,7 @@ def plot_sweep(results, x_values, ax=None, title=None, references=None, styles=N
     return ax.figure
 
 
-def draw_rope_rotation(q=(1.0, 0.3), k=(0.8, -0.5), theta=0.35, pairs=((1, 3), (5, 7))):
+def draw_rope_rotation(q=(1.0, 0.3), k=(0.3, -0.9), theta=0.35, pairs=((1, 3), (5, 7))):
     """Chapter 8's picture: one RoPE pair as 2-D vectors. q at position m turns by mθ, k at position n by nθ;
     each panel is one (m, n) of `pairs`, and the angle between the turned vectors depends only on n − m."""
     figure, axes = plt.subplots(1, len(pairs), figsize=(3.4 * len(pairs), 3.4), layout="constrained")
@@ -259,8 +259,11 @@ def draw_rope_rotation(q=(1.0, 0.3), k=(0.8, -0.5), theta=0.35, pairs=((1, 3), (
             ax.annotate("", turn(vector, position * theta), (0, 0),
                         arrowprops=dict(arrowstyle="-|>", color=color, lw=2))
             ax.annotate("", vector, (0, 0), arrowprops=dict(arrowstyle="-|>", color=color, lw=1, ls=":", alpha=0.6))
-            tip = turn(vector, position * theta) * 1.12
-            ax.text(*tip, f"{name} at {position}\n(turned {position}θ)", color=color, fontsize=9, ha="center")
+            tip = turn(vector, position * theta)
+            side = 1 if name == "q" else -1  # q's label to the left of its arrow, k's to the right
+            normal = side * np.array([-tip[1], tip[0]]) / np.linalg.norm(tip)
+            ax.text(*(tip * 1.1 + 0.28 * normal), f"{name} at {position}\n(turned {position}θ)", color=color,
+                    fontsize=9, ha="center", va="center")
         dot = turn(q, m * theta) @ turn(k, n * theta)
         ax.set_title(f"m = {m}, n = {n}: n − m = {n - m}\nq·k after turning = {dot:.3f}", fontsize=9)
         ax.set(xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), aspect="equal")
