@@ -224,3 +224,104 @@ def draw_design():
     arrow((64, 47), (68, 47))
     arrow((64, 19), (68, 19))
     return ax.figure
+
+
+def _draw_placement(ax, title, branch, after_sum=False):
+    """One residual block: the stream goes up on the left, the branch (boxes, bottom to top) on the right."""
+    ax.set(xlim=(0, 3.2), ylim=(-0.3, 7.4))
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    colors = {"norm": "#f4b183", "f": "#9dc3e6"}
+    ax.annotate("", xy=(1, 7.2), xytext=(1, 0), arrowprops=dict(arrowstyle="-|>", lw=2, color="0.35"))
+    ax.text(1, -0.15, "x", ha="center", va="top", fontsize=11)
+    ax.plot([1, 2.3, 2.3, 1.15], [0.8, 0.8, 5.4, 5.4], color="0.35", lw=1.5, zorder=1)  # the branch
+    ys = [1.8 + i * 3.0 / (len(branch) - 1) for i in range(len(branch))] if len(branch) > 1 else [3.2]
+    for y, label in zip(ys, branch):
+        kind = "f" if label.startswith("f") else "norm"
+        ax.text(2.3, y, label, ha="center", va="center", fontsize=10,
+                bbox=dict(boxstyle="round,pad=0.35", fc=colors[kind], ec="0.3"), zorder=3)
+    ax.text(1, 5.4, "+", ha="center", va="center", fontsize=12, zorder=3,
+            bbox=dict(boxstyle="circle,pad=0.15", fc="white", ec="0.3"))
+    if after_sum:
+        ax.text(1, 6.35, "norm", ha="center", va="center", fontsize=10, zorder=3,
+                bbox=dict(boxstyle="round,pad=0.35", fc=colors["norm"], ec="0.3"))
+
+
+PLACEMENT_DRAWINGS = {
+    "post": ("Post-LN (\"post\")\nnorm(x + f(x))", ["f"], True),
+    "pre": ("Pre-LN (\"pre\")\nx + f(norm(x))", ["norm", "f"], False),
+    "post_sublayer": ("OLMo 2\n(\"post_sublayer\")\nx + norm(f(x))", ["f", "norm"], False),
+    "sandwich": ("Gemma (\"sandwich\")\nx + norm(f(norm(x)))", ["norm", "f", "norm"], False),
+}
+
+
+def draw_placements(placements=tuple(PLACEMENT_DRAWINGS)):
+    """Chapter 7's picture: one residual block per norm placement, side by side (names as in `norm_placement`)."""
+    unknown = [p for p in placements if p not in PLACEMENT_DRAWINGS]
+    if unknown or not placements:
+        raise ValueError(f"placements must be a non-empty selection of {list(PLACEMENT_DRAWINGS)}, got {placements!r}")
+    figure, axes = plt.subplots(1, len(placements), figsize=(2 * len(placements), 3.6), layout="constrained")
+    plt.close(figure)
+    for ax, placement in zip(np.atleast_1d(axes), placements):
+        _draw_placement(ax, *PLACEMENT_DRAWINGS[placement])
+    return figure
+
+
+def plot_sweep(results, x_values, ax=None, title=None, references=None, styles=None, xlabel="learning rate",
+               ylabel="final validation loss", log_x=True):
+    """One line per variant through `x_values`: the mean over seeds with a band from the lowest to the highest.
+
+    results: dict name -> array-like (len(x_values), n_seeds). references: dict label -> a value drawn as a grey
+    horizontal line (chance, a count model). styles: dict name -> keyword arguments for `ax.plot`.
+    """
+    if not isinstance(results, dict) or not results:
+        raise TypeError("results must be a non-empty dict mapping names to (n_x, n_seeds) arrays")
+    ax = ax if ax is not None else _new_axes((6.4, 4.0))
+    for index, (name, values) in enumerate(results.items()):
+        values = _to_numpy(values).astype(float)
+        if values.ndim != 2 or values.shape[0] != len(x_values):
+            raise ValueError(f"results[{name!r}] must have shape ({len(x_values)}, n_seeds), got {values.shape}")
+        style = {"color": f"C{index % 10}", "marker": "o", "ms": 4, **(styles or {}).get(name, {})}
+        ax.plot(x_values, values.mean(1), label=name, **style)
+        ax.fill_between(x_values, values.min(1), values.max(1), color=style["color"], alpha=0.15, lw=0)
+    for index, (label, value) in enumerate((references or {}).items()):
+        ax.axhline(value, color="0.5", lw=1, ls=[":", "--", "-."][index % 3], label=label)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title is not None:
+        ax.set_title(title, fontsize=10)
+    return ax.figure
+
+
+def draw_rope_rotation(q=(1.0, 0.3), k=(0.3, -0.9), theta=0.35, pairs=((1, 3), (5, 7))):
+    """Chapter 8's picture: one RoPE pair as 2-D vectors. q at position m turns by mθ, k at position n by nθ;
+    each panel is one (m, n) of `pairs`, and the angle between the turned vectors depends only on n − m."""
+    figure, axes = plt.subplots(1, len(pairs), figsize=(3.4 * len(pairs), 3.4), layout="constrained")
+    plt.close(figure)
+    q, k = np.asarray(q, float), np.asarray(k, float)
+
+    def turn(v, angle):
+        c, s = np.cos(angle), np.sin(angle)
+        return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
+
+    for ax, (m, n) in zip(np.atleast_1d(axes), pairs):
+        for vector, position, color, name in ((q, m, "C0", "q"), (k, n, "C1", "k")):
+            ax.annotate("", turn(vector, position * theta), (0, 0),
+                        arrowprops=dict(arrowstyle="-|>", color=color, lw=2))
+            ax.annotate("", vector, (0, 0), arrowprops=dict(arrowstyle="-|>", color=color, lw=1, ls=":", alpha=0.6))
+            tip = turn(vector, position * theta)
+            side = 1 if name == "q" else -1  # q's label to the left of its arrow, k's to the right
+            normal = side * np.array([-tip[1], tip[0]]) / np.linalg.norm(tip)
+            ax.text(*(tip * 1.1 + 0.28 * normal), f"{name} at {position}\n(turned {position}θ)", color=color,
+                    fontsize=9, ha="center", va="center")
+        dot = turn(q, m * theta) @ turn(k, n * theta)
+        ax.set_title(f"m = {m}, n = {n}: n − m = {n - m}\nq·k after turning = {dot:.3f}", fontsize=9)
+        ax.set(xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), aspect="equal")
+        ax.axhline(0, color="0.85", lw=0.8)
+        ax.axvline(0, color="0.85", lw=0.8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return figure

@@ -1,7 +1,7 @@
 """A small, seeded training loop for any model that maps token ids (B, T) to logits (B, T, V).
 
 It is the loop every chapter reuses: AdamW, gradient clipping, a loss curve in a `History`,
-and a validation loss every `eval_every` steps.
+and a validation loss every `eval_every` steps; optionally PaLM's z-loss (chapter 7).
 """
 
 import itertools
@@ -50,6 +50,17 @@ def after_optimizer_step(model):
             module.after_optimizer_step()
 
 
+def z_loss(logits):
+    """Mean of log(Z)² over positions, Z = Σ exp(logits) (PaLM's auxiliary loss); logits (..., V).
+
+    Added to the loss with a small weight (PaLM: 1e-4), it pulls log Z towards 0, so the softmax's
+    normalizer cannot drift to huge values that round badly in low precision.
+    """
+    if logits.ndim < 1 or logits.shape[-1] == 0:
+        raise ValueError(f"z_loss expects logits (..., V) with V >= 1, got shape {tuple(logits.shape)}")
+    return torch.logsumexp(logits.float(), dim=-1).pow(2).mean()
+
+
 @torch.no_grad()
 def evaluate(model, loader, max_batches=None, device="cpu"):
     """Mean loss per token over (the first `max_batches` batches of) `loader`, in eval mode.
@@ -96,10 +107,10 @@ def _check_positive_int(name, value):
 
 
 def _check_number(name, value, low, allow_low):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
     if not ok or not (value >= low if allow_low else value > low):
         bound = f">= {low}" if allow_low else f"> {low}"
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
 
 
 def _batches_forever(loader):
@@ -135,6 +146,7 @@ def train(
     device="cpu",
     seed=0,
     grad_clip=1.0,
+    z_loss_weight=0.0,
     progress=True,
 ):
     """Train `model` for `steps` AdamW steps on (B, T) batches of (input ids, target ids).
@@ -143,6 +155,8 @@ def train(
     training loss and the validation loss over `eval_batches` batches (None: all) are recorded.
     `seed` seeds dropout and any other randomness inside the loop; build the model and the loaders
     after `set_seed` too, and two runs give the same losses. `grad_clip=None` turns clipping off.
+    `z_loss_weight` > 0 adds that weight times `z_loss(logits)` to the loss that is minimized (PaLM
+    uses 1e-4); the losses recorded in the History stay the plain cross entropy.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -153,6 +167,7 @@ def train(
         _check_positive_int("eval_batches", eval_batches)
     _check_number("lr", lr, 0, allow_low=False)
     _check_number("weight_decay", weight_decay, 0, allow_low=True)
+    _check_number("z_loss_weight", z_loss_weight, 0, allow_low=True)
     if grad_clip is not None:
         _check_number("grad_clip", grad_clip, 0, allow_low=False)
 
@@ -167,9 +182,11 @@ def train(
     for step in bar:
         inputs, targets = next(batches)
         inputs, targets = inputs.to(device), targets.to(device)  # (B, T), (B, T)
-        loss = lm_loss(model(inputs), targets)
+        logits = model(inputs)  # (B, T, V)
+        loss = lm_loss(logits, targets)
+        objective = loss + z_loss_weight * z_loss(logits) if z_loss_weight else loss
         optimizer.zero_grad(set_to_none=True)
-        (loss + auxiliary_loss(model)).backward()  # step_loss records the language-modelling loss alone
+        (objective + auxiliary_loss(model)).backward()  # the History records the language-modelling loss alone
         if grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()

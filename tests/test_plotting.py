@@ -159,3 +159,37 @@ def test_draw_sharing_connects_each_query_head_to_its_group():
     assert texts == [f"q{h}" for h in range(8)] + ["kv0", "kv1"]
     with pytest.raises(ValueError, match="multiple"):
         draw_sharing(8, 3)
+# --- chapter 7: placements and sweeps ---
+
+
+def test_draw_placements_draws_one_panel_per_placement_and_refuses_unknown_names():
+    from llmfs.plotting import draw_placements
+
+    figure = draw_placements()
+    assert isinstance(figure, Figure) and len(figure.axes) == 4
+    assert len(draw_placements(("pre",)).axes) == 1
+    with pytest.raises(ValueError, match="placements"):
+        draw_placements(("pre", "middle"))
+
+
+def test_plot_sweep_draws_means_bands_and_references():
+    from llmfs.plotting import plot_sweep
+
+    values = np.array([[3.0, 3.2], [2.0, 2.4], [4.0, 4.0]])  # 3 learning rates, 2 seeds
+    figure = plot_sweep({"a": values}, [1e-3, 1e-2, 1e-1], references={"chance": 4.4})
+    ax = figure.axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [3.1, 2.2, 4.0])
+    assert ax.get_xscale() == "log" and len(ax.collections) == 1
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "chance"]
+    with pytest.raises(ValueError, match="shape"):
+        plot_sweep({"a": values[:2]}, [1e-3, 1e-2, 1e-1])
+    with pytest.raises(TypeError):
+        plot_sweep({}, [1])
+
+
+def test_draw_rope_rotation_gives_equal_dot_products_for_equal_offsets():
+    from llmfs.plotting import draw_rope_rotation
+
+    figure = draw_rope_rotation(pairs=((1, 3), (5, 7), (0, 4)))
+    titles = [ax.get_title().split("= ")[-1] for ax in figure.axes]
+    assert titles[0] == titles[1] != titles[2]  # offset 2 twice, then offset 4

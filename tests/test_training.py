@@ -6,7 +6,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from llmfs.datasets import TokenWindows
-from llmfs.training import History, evaluate, lm_loss, set_seed, train
+from llmfs.training import History, evaluate, lm_loss, set_seed, train, z_loss
 
 VOCAB = 16
 
@@ -146,3 +146,39 @@ def test_set_seed_repeats_random_draws():
     first = torch.rand(3)
     set_seed(7)
     assert torch.equal(torch.rand(3), first)
+
+
+# --- z-loss ---
+
+
+def test_z_loss_is_the_mean_squared_log_normalizer():
+    logits = torch.randn(2, 3, 5)
+    assert torch.allclose(z_loss(logits), torch.logsumexp(logits, -1).pow(2).mean())
+    # shifting all logits by c shifts log Z by c: z_loss is zero exactly when log Z is zero
+    centred = logits - torch.logsumexp(logits, -1, keepdim=True)
+    assert z_loss(centred).item() < 1e-10
+
+
+def test_z_loss_weight_pulls_log_z_to_zero_and_zero_weight_changes_nothing():
+    plain = run(steps=30, lr=1e-2)
+    assert run(steps=30, lr=1e-2, z_loss_weight=0.0).step_loss == plain.step_loss
+    train_loader, _ = cyclic_loaders(0)
+    inputs = next(iter(train_loader))[0]
+    normalizers = {}
+    for weight in (0.0, 1.0):
+        model = bigram_model(0)
+        train(model, train_loader, steps=60, lr=1e-2, seed=0, progress=False, z_loss_weight=weight)
+        with torch.no_grad():
+            normalizers[weight] = torch.logsumexp(model.eval()(inputs), -1).abs().mean().item()
+    assert normalizers[1.0] < normalizers[0.0] / 2
+
+
+@pytest.mark.parametrize("weight", [-1e-4, float("nan"), float("inf"), "1e-4", True])
+def test_train_rejects_bad_z_loss_weight(weight):
+    with pytest.raises(ValueError, match="z_loss_weight"):
+        run(z_loss_weight=weight)
+
+
+def test_z_loss_rejects_empty_vocabulary():
+    with pytest.raises(ValueError, match="z_loss"):
+        z_loss(torch.zeros(2, 0))

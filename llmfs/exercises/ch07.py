@@ -176,3 +176,47 @@ register(
         cases=_stream_cases,
     )
 )
+
+
+# --- z-loss (PaLM) -------------------------------------------------------------------------------------
+
+
+def z_loss(logits):
+    """logits (..., V) -> mean over positions of logsumexp(logits)² (PaLM's auxiliary loss)."""
+    return torch.logsumexp(logits.float(), dim=-1).pow(2).mean()
+
+
+register(
+    Exercise(
+        id="ch07.z_loss",
+        summary="PaLM's z-loss: the mean squared log of the softmax normalizer, log Z = logsumexp(logits).",
+        reference=z_loss,
+        cases=lambda gen: [
+            (torch.randn(2, 5, 11, generator=gen) * 3,),
+            (torch.randn(7, 4, generator=gen) + 40.0,),   # large logits: exp overflows unless written stably
+            (torch.randn(1, 3, 2, 6, generator=gen),),
+        ],
+    )
+)
+
+
+# --- logit soft-capping (Gemma 2) ----------------------------------------------------------------------
+
+
+def soft_cap(logits, cap):
+    """cap * tanh(logits / cap): close to the identity for small logits, never beyond ±cap."""
+    return cap * torch.tanh(logits / cap)
+
+
+register(
+    Exercise(
+        id="ch07.soft_cap",
+        summary="Gemma 2's soft-capping: squash logits smoothly into (-cap, cap) with cap * tanh(x / cap).",
+        reference=soft_cap,
+        cases=lambda gen: [
+            (torch.randn(3, 8, generator=gen) * 100, 50.0),
+            (torch.randn(2, 4, 4, generator=gen) * 0.1, 30.0),
+            (torch.randn(5, generator=gen) * 1e4, 30.0),
+        ],
+    )
+)

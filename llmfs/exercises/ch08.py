@@ -87,3 +87,41 @@ register(Exercise(
     cases=lambda gen: [(_even(gen, 2, 33), _base(gen), float(torch.randint(1, 33, (1,), generator=gen)))
                        for _ in range(5)],
 ))
+
+
+# --- ALiBi: a position kind with no rotation at all ---------------------------------------------------
+
+
+def reference_alibi_bias(n_heads: int, seq_len: int) -> torch.Tensor:
+    """(n_heads, T, T): -slope_h * (i - j) for keys j <= i, -inf above the diagonal; slope_h = 2^(-8h/n_heads)."""
+    slopes = 2.0 ** (-8.0 * torch.arange(1, n_heads + 1, dtype=torch.float32) / n_heads)     # (H,)
+    i = torch.arange(seq_len)
+    distance = (i[:, None] - i[None, :]).float()                                               # (T, T), i - j
+    bias = -slopes[:, None, None] * distance                                                   # (H, T, T)
+    return bias.masked_fill(distance < 0, float("-inf"))
+
+
+register(Exercise(
+    id="ch08.alibi_bias",
+    summary="ALiBi's causal bias: -slope_h * (query - key) with slopes 2^(-8h/H), -inf for future keys.",
+    reference=reference_alibi_bias,
+    cases=lambda gen: [(int(torch.randint(1, 9, (1,), generator=gen)), int(torch.randint(1, 20, (1,), generator=gen)))
+                       for _ in range(5)] + [(8, 6)],
+))
+
+
+# --- which RoPE pairs meet new angles past the training length ----------------------------------------
+
+
+def reference_unseen_pairs(head_dim: int, base: float, train_len: int) -> torch.Tensor:
+    """Boolean (head_dim // 2,): pairs whose wavelength 2π/θ_i exceeds train_len (no full turn in training)."""
+    return 2 * torch.pi / _rope_frequencies(head_dim, base) > train_len
+
+
+register(Exercise(
+    id="ch08.unseen_pairs",
+    summary="Mark the RoPE pairs that never complete a turn within the training length.",
+    reference=reference_unseen_pairs,
+    cases=lambda gen: [(_even(gen), _base(gen), int(torch.randint(4, 5000, (1,), generator=gen))) for _ in range(6)]
+                      + [(128, 500000.0, 8192), (16, 10000.0, 32)],
+))
