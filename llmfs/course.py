@@ -201,7 +201,8 @@ def glue_unseen_in_jupyter(notebook) -> list[str]:
                 unseen.append(f"{match[0]}: no cell glues {name}")
                 continue
             try:
-                text = format(ast.literal_eval(values[name]), spec)
+                literal = re.sub(r"^np\.\w+\((.*)\)$", r"\1", values[name])  # numpy scalars' repr: np.float64(2.5)
+                text = format(ast.literal_eval(literal), spec)
             except (ValueError, SyntaxError, TypeError):
                 text = values[name].strip("'\"")
             if text not in shown:
