@@ -22,6 +22,8 @@ def glue(name: str, value, display: bool = False) -> None:
         return
     from myst_nb import glue as myst_glue
 
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()  # a numpy or torch scalar: its repr, np.float64(2.5), would not format in the book
     myst_glue(name, value, display=display)
 
 

@@ -31,3 +31,20 @@ def test_show_refuses_objects_without_source():
 def test_glue_is_a_no_op_without_myst_nb(monkeypatch):
     monkeypatch.setattr(notebook.importlib.util, "find_spec", lambda name: None)
     assert notebook.glue("x", 1) is None
+
+
+def test_glue_stores_numpy_and_torch_scalars_as_plain_numbers(monkeypatch):
+    """myst-nb formats a glued value from its repr: np.float64(2.5) would not format as a number in the book."""
+    import numpy as np
+    import torch
+
+    import myst_nb
+
+    stored = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=False: stored.update({name: value}))
+    from llmfs.notebook import glue
+
+    glue("a", np.float64(2.5))
+    glue("b", torch.tensor(3))
+    glue("c", "text")
+    assert stored == {"a": 2.5, "b": 3, "c": "text"} and type(stored["a"]) is float
