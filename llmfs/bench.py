@@ -31,15 +31,21 @@ def _synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def best_seconds(sides: dict, rounds: int) -> dict:
-    """Best wall time of each side's call over `rounds` rounds, the sides interleaved within every round.
+def best_seconds(sides: dict, rounds: int, clock=None, threads: int | None = THREADS) -> dict:
+    """Best time of each side's call over `rounds` rounds, the sides interleaved within every round.
 
     Interleaving exposes both sides to the same load on a shared machine, and the best (least disturbed)
-    run is the closest to what the code itself costs; on the CPU the clock is the process's CPU time. Each side runs once untimed first (warm-up).
-    A side that returns a float has timed itself (e.g. `decode_seconds`, which leaves out its prefill).
+    run is the closest to what the code itself costs. `clock` defaults to `_clock` (the process's CPU time on
+    the CPU); `threads` is fixed for the run and restored after (None leaves the thread count alone).
+    Each side runs once untimed first (warm-up). A side that returns a float has timed itself (e.g.
+    `decode_seconds`, which leaves out its prefill). The one timer every benchmark here uses.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+    clock = _clock if clock is None else clock
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         for fn in sides.values():
             fn()
@@ -47,13 +53,13 @@ def best_seconds(sides: dict, rounds: int) -> dict:
         for _ in range(rounds):
             for name, fn in sides.items():
                 _synchronize()
-                start = _clock()
+                start = clock()
                 own = fn()
                 _synchronize()
-                seconds = own if isinstance(own, float) else _clock() - start
+                seconds = own if isinstance(own, float) else clock() - start
                 best[name] = min(best[name], seconds)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(previous_threads)
     return best
 
 
@@ -149,17 +155,11 @@ def kernels() -> tuple[str, float]:
     from .kernels.benchmark import run
 
     return run()
+
+
 def _best_interleaved(fns: dict, rounds: int) -> dict:
-    """Best time of each function over `rounds` rounds, the functions taking turns within a round."""
-    best = {name: float("inf") for name in fns}
-    for fn in fns.values():
-        fn()  # warm up
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+    """Wall-clock `best_seconds` at the caller's thread count (the MoE benchmark sets its own)."""
+    return best_seconds(fns, rounds, clock=time.perf_counter, threads=None)
 
 
 def moe_dispatch(rounds: int = 3, threads: int = 2) -> tuple[str, float]:
@@ -207,17 +207,11 @@ def moe_dispatch(rounds: int = 3, threads: int = 2) -> tuple[str, float]:
     reference = min(best["transformers eager"], best["transformers grouped_mm"])
     print(f"llmfs loop / transformers: {best['llmfs loop'] / reference:.2f}")
     return "time ratio", best["llmfs sorted"] / reference
+
+
 def _best_seconds_interleaved(fns: dict, repeats: int, clock=time.perf_counter) -> dict:
-    """Best time of each function by `clock`, the functions taking turns so a busy machine slows all of them alike."""
-    best = {name: float("inf") for name in fns}
-    for fn in fns.values():
-        fn()  # warm-up
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = clock()
-            fn()
-            best[name] = min(best[name], clock() - start)
-    return best
+    """`best_seconds` by `clock` at the caller's thread count (kept for the linear-attention timings)."""
+    return best_seconds(fns, repeats, clock=clock, threads=None)
 
 
 def linear_attention_timings(lengths, heads: int = 4, head_dim: int = 64, chunk_size: int = 64, repeats: int = 3,

@@ -34,3 +34,24 @@ def test_a_side_that_times_itself_reports_its_own_seconds():
     best = bench.best_seconds({"decode": lambda: bench.decode_seconds(model, prompt, 4, model.new_cache(1)),
                                "fixed": lambda: 123.0}, rounds=2)
     assert best["fixed"] == 123.0 and 0 < best["decode"] < 10
+
+
+def test_one_timer_serves_every_benchmark_with_its_clock_and_threads():
+    import torch
+
+    ticks = iter(range(100))
+    threads_seen = []
+    before = torch.get_num_threads()
+    best = bench.best_seconds({"a": lambda: threads_seen.append(torch.get_num_threads())}, rounds=2,
+                              clock=lambda: float(next(ticks)), threads=1)
+    assert best == {"a": 1.0} and threads_seen == [1, 1, 1]  # a fake clock that ticks once per reading
+    assert torch.get_num_threads() == before  # restored
+    calls = []
+    assert set(bench._best_interleaved({"x": lambda: calls.append(1)}, 2)) == {"x"} and len(calls) == 3
+    assert set(bench._best_seconds_interleaved({"y": lambda: None}, 1)) == {"y"}
+
+
+@pytest.mark.parametrize("rounds", [0, -1, 1.5, True, "3"])
+def test_best_seconds_rejects_a_bad_round_count(rounds):
+    with pytest.raises(ValueError, match="rounds must be a positive integer"):
+        bench.best_seconds({"a": lambda: None}, rounds)
