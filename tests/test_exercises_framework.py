@@ -145,3 +145,41 @@ def test_default_compare_exact_for_integer_and_boolean_tensors():
     assert default_compare(mask, mask.clone()) is None
     problem = default_compare(mask, torch.ones(3, 3, dtype=torch.bool))
     assert "differs in 3 of 9 entries, first at index (0, 1)" in problem
+
+
+def test_torch_own_not_implemented_error_is_a_failure_not_a_stub(capsys):
+    def raises_inside_torch(x, scale):
+        # no cumsum kernel for sparse tensors: torch raises NotImplementedError itself, not the reader's stub
+        return (x * scale).to_sparse().cumsum(-1)
+
+    verdict, out = run_check(capsys, raises_inside_torch)
+    assert verdict is False
+    assert out.startswith(f"❌ {TOY_ID}: input 1 of 5") and "NotImplementedError inside torch" in out
+
+
+def test_the_stub_still_reads_not_implemented(capsys):
+    def stub(x, scale):
+        raise NotImplementedError("replace this with your code")
+
+    verdict, out = run_check(capsys, stub)
+    assert verdict is False and "not implemented yet" in out
+
+
+def test_an_error_while_comparing_is_reported_not_raised(capsys, monkeypatch):
+    def broken_compare(expected, got, where="the result"):
+        raise RuntimeError("cannot compare")
+
+    monkeypatch.setattr(exercises._registry[TOY_ID], "compare", broken_compare)
+    verdict, out = run_check(capsys, scaled_sum)
+    assert verdict is False and "comparing the result with the reference raised RuntimeError" in out
+
+
+@pytest.mark.parametrize("bad_id", [3, None, ("ch99.scaled_sum",)])
+def test_a_non_string_id_is_a_clear_error(bad_id):
+    with pytest.raises(TypeError, match="exercise_id must be a string"):
+        check(bad_id, scaled_sum)
+
+
+def test_a_non_callable_fn_is_a_clear_error():
+    with pytest.raises(TypeError, match="needs your function as fn"):
+        check(TOY_ID, 42)

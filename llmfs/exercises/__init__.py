@@ -13,8 +13,10 @@ prints a one-line verdict (passed, what differs, or not implemented yet) and ret
 import copy
 import difflib
 import importlib
+import linecache
 import math
 import numbers
+import os
 import pkgutil
 import re
 from dataclasses import dataclass
@@ -104,6 +106,9 @@ def ids() -> list[str]:
 
 def get(exercise_id: str) -> Exercise:
     """Return the registered exercise `exercise_id`; an unknown id raises UnknownExerciseError with a suggestion."""
+    if not isinstance(exercise_id, str):
+        raise TypeError(f"exercise_id must be a string like 'ch02.causal_mask', got {type(exercise_id).__name__} "
+                        f"{exercise_id!r}; exercises.ids() lists them")
     _load_chapters()
     if exercise_id in _registry:
         return _registry[exercise_id]
@@ -191,9 +196,26 @@ def _describe_case(args: tuple) -> str:
     return "(" + ", ".join(parts) + ")"
 
 
+def _is_stub(err: NotImplementedError) -> bool:
+    """Whether `err` came from a `raise NotImplementedError` line in Python code outside torch (the exercise's
+    stub), rather than from torch itself (an op not implemented for a dtype, layout or device)."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return True
+    code = tb.tb_frame.f_code
+    if code.co_filename.startswith(os.path.dirname(torch.__file__)):
+        return False
+    line = linecache.getline(code.co_filename, tb.tb_lineno, tb.tb_frame.f_globals).strip()
+    return not line or line.startswith("raise")  # no source (e.g. exec'd code): trust the exception type
+
+
 def verdict(exercise_id: str, fn: Callable, seed: int = SEED) -> Verdict:
     """Run `fn` on the exercise's random inputs drawn with `seed` and compare with the reference."""
     exercise = get(exercise_id)
+    if not callable(fn):
+        raise TypeError(f"check({exercise_id!r}, fn) needs your function as fn, got {type(fn).__name__}")
     gen = torch.Generator().manual_seed(seed)
     cases = exercise.cases(gen)
     compare = exercise.compare or default_compare
@@ -201,7 +223,10 @@ def verdict(exercise_id: str, fn: Callable, seed: int = SEED) -> Verdict:
         expected = exercise.reference(*copy.deepcopy(args))
         try:
             got = fn(*copy.deepcopy(args))
-        except NotImplementedError:
+        except NotImplementedError as err:
+            if not _is_stub(err):  # torch's own "not implemented for this dtype/device" is a failure
+                return Verdict(exercise_id, "failed", f"input {number} of {len(cases)} {_describe_case(args)} "
+                                                      f"raised NotImplementedError inside torch: {err}")
             return Verdict(
                 exercise_id,
                 "not implemented",
@@ -213,7 +238,10 @@ def verdict(exercise_id: str, fn: Callable, seed: int = SEED) -> Verdict:
                 "failed",
                 f"input {number} of {len(cases)} {_describe_case(args)} raised {type(err).__name__}: {err}",
             )
-        problem = compare(expected, got)
+        try:
+            problem = compare(expected, got)
+        except Exception as err:  # e.g. a result of a shape or type the comparison cannot handle
+            problem = f"comparing the result with the reference raised {type(err).__name__}: {err}"
         if problem:
             return Verdict(exercise_id, "failed", f"input {number} of {len(cases)} {_describe_case(args)}: {problem}")
     return Verdict(exercise_id, "passed", f"passed on {len(cases)} random inputs")
