@@ -25,6 +25,8 @@ def generate(model, idx, max_new_tokens, temperature=0.0, top_k=None, use_cache=
         raise ValueError(f"temperature must be a finite number >= 0 (0 is greedy), got {temperature!r}.")
     if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
         raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}.")
+    if not isinstance(use_cache, bool):
+        raise ValueError(f"use_cache must be True or False, got {use_cache!r}.")
     context_length = model.config.context_length
     if idx.shape[1] + max_new_tokens > context_length:
         raise ValueError(

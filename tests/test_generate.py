@@ -55,6 +55,8 @@ def test_generating_past_the_context_is_an_error(model):
     (dict(max_new_tokens=-1), "max_new_tokens must be a non-negative integer"),
     (dict(max_new_tokens=2, temperature=-0.1), "temperature must be a finite number >= 0"),
     (dict(max_new_tokens=2, top_k=0), "top_k must be None or a positive integer"),
+    (dict(max_new_tokens=2, use_cache="no"), "use_cache must be True or False"),
+    (dict(max_new_tokens=2, use_cache=1), "use_cache must be True or False"),
 ])
 def test_bad_arguments(model, kwargs, message):
     with pytest.raises(ValueError, match=message):
