@@ -111,3 +111,22 @@ register(Exercise(
     reference=sink_softmax,
     cases=_sink_cases,
 ))
+
+
+# --- the chunked mask (Llama 4) --------------------------------------------------------------------------
+
+
+def chunked_mask(T, chunk):
+    """(T, T) boolean mask of chunked attention (Llama 4's local layers): query i sees key j when j <= i and
+    both lie in the same block of `chunk` consecutive positions (i // chunk == j // chunk)."""
+    positions = torch.arange(T)
+    same_chunk = (positions[:, None] // chunk) == (positions[None, :] // chunk)
+    return same_chunk & (positions[None, :] <= positions[:, None])
+
+
+register(Exercise(
+    id="ch05.chunked_mask",
+    summary="Llama 4's chunked attention mask: causal within fixed blocks, nothing across block borders.",
+    reference=chunked_mask,
+    cases=lambda gen: [(1, 1), (6, 1), (6, 3), (7, 3), (5, 9)] + [(_int(gen, 1, 40), _int(gen, 1, 20)) for _ in range(4)],
+))
