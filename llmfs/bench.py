@@ -76,6 +76,26 @@ def decode_seconds(model, prompt, new_tokens: int, cache) -> float:
     return _clock() - start
 
 
+@torch.no_grad()
+def cached_step_seconds(layer, x: torch.Tensor, positions: torch.Tensor, cache, repeats: int = 5) -> float:
+    """Best seconds of one call `layer(x, positions, cache=cache)` over `repeats` calls.
+
+    The cache is put back as it was after every call, so each call decodes over the same cached tokens.
+    """
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    best = float("inf")
+    for _ in range(repeats):
+        saved = cache.tensors, cache.length
+        _synchronize()
+        start = _clock()
+        layer(x, positions, cache=cache)
+        _synchronize()
+        best = min(best, _clock() - start)
+        cache.tensors, cache.length = saved
+    return best
+
+
 def _llama_pair(attn_implementation: str):
     """A random Llama-style transformers model and the llmfs model with the same weights, both in eval mode."""
     from transformers import LlamaConfig, LlamaForCausalLM

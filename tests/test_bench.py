@@ -55,3 +55,30 @@ def test_one_timer_serves_every_benchmark_with_its_clock_and_threads():
 def test_best_seconds_rejects_a_bad_round_count(rounds):
     with pytest.raises(ValueError, match="rounds must be a positive integer"):
         bench.best_seconds({"a": lambda: None}, rounds)
+
+
+def test_cached_step_seconds_restores_the_cache_between_calls():
+    from llmfs.cache import ConcatKVLayerCache
+    import torch
+
+    cache = ConcatKVLayerCache(1)
+    cache.update(torch.zeros(1, 1, 3, 2))
+    seen_lengths = []
+
+    def layer(x, positions, cache):
+        seen_lengths.append(cache.length)
+        cache.update(x)  # a decode step appends one token
+        return x
+
+    seconds = bench.cached_step_seconds(layer, torch.zeros(1, 1, 1, 2), torch.tensor([3]), cache, repeats=4)
+    assert seen_lengths == [3, 3, 3, 3] and cache.length == 3 and cache.tensors[0].shape[2] == 3
+    assert 0 <= seconds < 1
+
+
+@pytest.mark.parametrize("repeats", [0, -1, 2.5, True, "3"])
+def test_cached_step_seconds_rejects_bad_repeats(repeats):
+    import torch
+    from llmfs.cache import ConcatKVLayerCache
+
+    with pytest.raises(ValueError, match="repeats"):
+        bench.cached_step_seconds(lambda *a, **k: None, torch.zeros(1), torch.zeros(1), ConcatKVLayerCache(1), repeats)
