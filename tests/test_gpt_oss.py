@@ -1,0 +1,91 @@
+"""gpt-oss's mixture-of-experts block: router with bias, softmax after top-k, biased experts with the clamped SwiGLU."""
+
+import math
+
+import pytest
+import torch
+
+from llmfs import LayerSpec, ModelConfig
+from llmfs.moe import MixtureOfExperts, MoE
+from llmfs.settings import ConfigError
+
+D, E, K, F = 16, 8, 2, 24
+
+
+def gpt_oss_block(seed=0):
+    """A random transformers GptOssMLP and an llmfs MixtureOfExperts with the same weights."""
+    from transformers import GptOssConfig
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssMLP
+
+    torch.manual_seed(seed)
+    config = GptOssConfig(hidden_size=D, intermediate_size=F, num_local_experts=E, num_experts_per_tok=K,
+                          swiglu_limit=0.5)
+    theirs = GptOssMLP(config).float().eval()
+    for p in theirs.parameters():
+        torch.nn.init.normal_(p, std=0.5)  # wide enough that the clamps at 0.5 bite
+    settings = MoE(E, K, F, router_bias=True, expert_bias=True, softmax_after_topk=True,
+                   swiglu_limit=config.swiglu_limit, swiglu_alpha=config.swiglu_alpha)
+    ours = MixtureOfExperts(D, settings).eval()
+    gate_up, gate_up_bias = theirs.experts.gate_up_proj.data, theirs.experts.gate_up_proj_bias.data
+    with torch.no_grad():  # transformers interleaves gate and up columns; llmfs stores [gate | up]
+        ours.experts.w_in.copy_(torch.cat([gate_up[..., ::2], gate_up[..., 1::2]], -1))
+        ours.experts.b_in.copy_(torch.cat([gate_up_bias[..., ::2], gate_up_bias[..., 1::2]], -1))
+        ours.experts.w_out.copy_(theirs.experts.down_proj)
+        ours.experts.b_out.copy_(theirs.experts.down_proj_bias)
+        ours.router.weight.copy_(theirs.router.weight)
+        ours.router.bias.copy_(theirs.router.bias)
+    return theirs, ours
+
+
+@pytest.mark.parametrize("dispatch", ["sorted", "loop"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_moe_block_matches_transformers_gpt_oss(dispatch, seed):
+    theirs, ours = gpt_oss_block(seed)
+    ours.dispatch = dispatch
+    x = torch.randn(3, 11, D)
+    with torch.no_grad():
+        expected, got = theirs(x), ours(x)
+    expected = expected[0] if isinstance(expected, tuple) else expected
+    assert (got - expected).abs().max() <= 1e-5
+    h = x.reshape(-1, D) @ ours.experts.w_in[0]
+    assert (h[..., :F] > 0.5).any() and (h[..., F:].abs() > 0.5).any()  # the clamps are exercised
+
+
+def test_clamped_swiglu_differs_from_plain_silu_gate():
+    _, ours = gpt_oss_block()
+    x = torch.randn(2, 5, D)
+    with torch.no_grad():
+        clamped = ours(x)
+        ours.experts.limit = None
+        plain = ours(x)
+    assert (clamped - plain).abs().max() > 1e-3
+
+
+def test_inactive_parameters_count_expert_biases():
+    _, ours = gpt_oss_block()
+    per_expert = 2 * F * D + F * D + 2 * F + D
+    assert ours.inactive_parameters() == (E - K) * per_expert
+
+
+@pytest.mark.parametrize("settings, field", [
+    (MoE(8, 2, 8, router_bias="yes"), "router_bias must be True or False"),
+    (MoE(8, 2, 8, expert_bias=1), "expert_bias must be True or False"),
+    (MoE(8, 2, 8, softmax_after_topk=None), "softmax_after_topk must be True or False"),
+    (MoE(8, 2, 8, swiglu_limit=float("nan")), "swiglu_limit must be a finite number"),
+    (MoE(8, 2, 8, swiglu_limit=math.inf), "swiglu_limit must be a finite number"),
+    (MoE(8, 2, 8, swiglu_limit=True), "swiglu_limit must be a finite number"),
+    (MoE(8, 2, 8, swiglu_limit="7"), "swiglu_limit must be a finite number"),
+    (MoE(8, 2, 8, swiglu_limit=0), "swiglu_limit must be in"),
+    (MoE(8, 2, 8, swiglu_limit=7.0, gated=False), "swiglu_limit needs gated=True"),
+    (MoE(8, 2, 8, swiglu_alpha=-1.0), "swiglu_alpha must be in"),
+    (MoE(8, 2, 8, swiglu_alpha=float("inf")), "swiglu_alpha must be a finite number"),
+])
+def test_bad_gpt_oss_settings_name_the_field(settings, field):
+    with pytest.raises(ConfigError, match=r"ffn \(MoE\): " + field.replace("(", r"\(")):
+        ModelConfig(vocab_size=10, context_length=8, d_model=D, n_heads=4, positions="rope",
+                    layers=(LayerSpec(ffn=settings),))
+
+
+def test_tiny_keeps_gpt_oss_fields():
+    small = MoE(128, 4, 2880, router_bias=True, expert_bias=True, softmax_after_topk=True, swiglu_limit=7.0).tiny()
+    assert (small.router_bias, small.expert_bias, small.softmax_after_topk, small.swiglu_limit) == (True, True, True, 7.0)
