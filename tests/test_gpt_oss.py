@@ -89,3 +89,55 @@ def test_bad_gpt_oss_settings_name_the_field(settings, field):
 def test_tiny_keeps_gpt_oss_fields():
     small = MoE(128, 4, 2880, router_bias=True, expert_bias=True, softmax_after_topk=True, swiglu_limit=7.0).tiny()
     assert (small.router_bias, small.expert_bias, small.softmax_after_topk, small.swiglu_limit) == (True, True, True, 7.0)
+
+
+WINDOW = 5
+
+
+def tiny_gpt_oss(rope=None):
+    """A tiny random GptOssForCausalLM (fp32, eager) whose sliding layers see fewer tokens than the tests use."""
+    from transformers import GptOssConfig, GptOssForCausalLM
+
+    torch.manual_seed(0)
+    config = GptOssConfig(vocab_size=300, hidden_size=64, intermediate_size=48, num_hidden_layers=3,
+                          num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_local_experts=8,
+                          num_experts_per_tok=2, max_position_embeddings=128, sliding_window=WINDOW,
+                          layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                          rope_parameters=rope or {"rope_type": "yarn", "rope_theta": 150000.0, "factor": 8.0,
+                                                   "beta_fast": 32.0, "beta_slow": 1.0,
+                                                   "original_max_position_embeddings": 16},
+                          swiglu_limit=0.5, attn_implementation="eager", bos_token_id=0, eos_token_id=1,
+                          pad_token_id=1)
+    model = GptOssForCausalLM(config).float()
+    with torch.no_grad():
+        for name, p in model.named_parameters():  # random biases, sinks, norms and router (init leaves some zero)
+            if "norm" in name:
+                p.copy_(1 + 0.5 * torch.randn(p.shape))
+            elif "sinks" in name or "bias" in name or "router" in name or "experts" in name:
+                p.copy_(0.3 * torch.randn(p.shape))
+    return model.eval()
+
+
+def test_gpt_oss_converts_with_sinks_windows_and_moe():
+    from llmfs.hf import config_from_transformers
+
+    config = config_from_transformers(tiny_gpt_oss().config)
+    assert [spec.attention.window for spec in config.layers] == [WINDOW, None, WINDOW]
+    assert all(spec.attention.sinks for spec in config.layers)
+    moe = config.layers[0].ffn
+    assert (moe.router_bias, moe.expert_bias, moe.softmax_after_topk, moe.swiglu_limit) == (True, True, True, 0.5)
+
+
+def test_gpt_oss_forward_matches_transformers():
+    from parity import assert_forward_matches
+    assert_forward_matches(tiny_gpt_oss(), seq_len=40)
+
+
+def test_gpt_oss_cached_decoding_matches_past_the_window():
+    from parity import assert_cached_decoding_matches
+    assert_cached_decoding_matches(tiny_gpt_oss(), prefill=8, total=24)
+
+
+def test_gpt_oss_greedy_generate_matches():
+    from parity import assert_greedy_generate_matches
+    assert_greedy_generate_matches(tiny_gpt_oss(), new_tokens=20)
