@@ -141,3 +141,46 @@ def test_gpt_oss_cached_decoding_matches_past_the_window():
 def test_gpt_oss_greedy_generate_matches():
     from parity import assert_greedy_generate_matches
     assert_greedy_generate_matches(tiny_gpt_oss(), new_tokens=20)
+
+
+def released_config(name):
+    """The released config.json of gpt-oss-20b / -120b (they differ in depth and expert count only)."""
+    from transformers import GptOssConfig
+
+    layers, experts = {"gpt-oss-20b": (24, 32), "gpt-oss-120b": (36, 128)}[name]
+    return GptOssConfig(vocab_size=201088, hidden_size=2880, intermediate_size=2880, num_hidden_layers=layers,
+                        num_attention_heads=64, num_key_value_heads=8, head_dim=64, num_local_experts=experts,
+                        num_experts_per_tok=4, sliding_window=128, max_position_embeddings=131072,
+                        rms_norm_eps=1e-5, swiglu_limit=7.0, tie_word_embeddings=False, attention_bias=True,
+                        layer_types=["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)],
+                        rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "factor": 32.0,
+                                         "beta_fast": 32.0, "beta_slow": 1.0,
+                                         "original_max_position_embeddings": 4096})
+
+
+@pytest.mark.parametrize("name", ["gpt-oss-20b", "gpt-oss-120b"])
+def test_zoo_gpt_oss_is_what_transformers_converts_and_counts(name):
+    from llmfs import count_parameters, zoo
+    from llmfs.hf import config_from_transformers
+
+    hf = released_config(name)
+    assert config_from_transformers(hf).replace(name=name) == zoo.get(name)
+    with torch.device("meta"):
+        from transformers import AutoModelForCausalLM
+        reference = AutoModelForCausalLM.from_config(hf)
+    count = count_parameters(zoo.get(name))
+    assert count.total == sum(p.numel() for p in reference.parameters())
+    assert abs(count.total / zoo.PUBLISHED_PARAMETERS[name] - 1) < 0.01
+    # the model card's active count leaves out the embedding table (a lookup, not a matmul)
+    assert abs((count.active - count.embedding) / zoo.PUBLISHED_ACTIVE_PARAMETERS[name] - 1) < 0.01
+
+
+@pytest.mark.parametrize("name", ["gpt-oss-20b", "gpt-oss-120b"])
+def test_zoo_tiny_gpt_oss_runs_and_keeps_its_mechanisms(name):
+    from llmfs import Transformer, zoo
+
+    config = zoo.tiny(name)
+    assert [spec.attention.window is not None for spec in config.layers[:2]] == [True, False]
+    assert all(spec.attention.sinks and spec.ffn.swiglu_limit == 7.0 for spec in config.layers)
+    logits = Transformer(config)(torch.zeros(1, 6, dtype=torch.long))
+    assert logits.shape[:2] == (1, 6) and torch.isfinite(logits).all()
