@@ -617,13 +617,14 @@ class Gemma3Family(LlamaFamily):
 
 class GptOssFamily(SparseFamily, LlamaFamily):
     """gpt-oss = Llama with q/k/v/o biases, learned per-head sinks, sliding-window / full layers from `layer_types`,
-    and an MoE in every layer: biased router, softmax over the top-k logits, biased experts with the clamped SwiGLU
+    and an MoE in every layer: biased router, softmax over the top-k logits (= softmax over all, renormalised over
+    the k: norm_topk), biased experts with the clamped SwiGLU
     (transformers stores gate and up interleaved, column by column)."""
 
     @classmethod
     def moe(cls, hf) -> MoE:
         return MoE(n_experts=hf.num_local_experts, top_k=hf.num_experts_per_tok, d_expert=hf.intermediate_size,
-                   router_bias=True, expert_bias=True, softmax_after_topk=True, swiglu_limit=hf.swiglu_limit,
+                   norm_topk=True, router_bias=True, expert_bias=True, swiglu_limit=hf.swiglu_limit,
                    swiglu_alpha=getattr(hf, "swiglu_alpha", 1.702))
 
     @classmethod

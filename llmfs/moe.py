@@ -33,8 +33,7 @@ class MoE(Settings):
     Balancing (training only): aux_loss_weight (Switch Transformer's loss), z_loss_weight (router z-loss),
     bias_update_rate (DeepSeek V3's auxiliary-loss-free bias); capacity_factor (None: no limit) caps each
     expert at ceil(capacity_factor * tokens * top_k / n_experts) assignments and drops the rest.
-    gpt-oss: router_bias / expert_bias (linear layers with biases), softmax_after_topk (top-k of the logits, then
-    softmax over those k), swiglu_limit (None: plain gate; else gpt-oss's clamped SwiGLU: gate clamped above at the
+    gpt-oss: router_bias / expert_bias (linear layers with biases), swiglu_limit (None: plain gate; else gpt-oss's clamped SwiGLU: gate clamped above at the
     limit, up to +-limit, out = (up + 1) * gate * sigmoid(swiglu_alpha * gate)).
     """
 
@@ -55,7 +54,6 @@ class MoE(Settings):
     bias_update_rate: float = 0.0
     router_bias: bool = False
     expert_bias: bool = False
-    softmax_after_topk: bool = False
     swiglu_limit: float | None = None
     swiglu_alpha: float = 1.702
 
@@ -89,7 +87,7 @@ class MoE(Settings):
             number("capacity_factor", self.capacity_factor, low=0)
         for field in ("aux_loss_weight", "z_loss_weight", "bias_update_rate"):
             number(field, getattr(self, field), low=0, low_open=False)
-        for field in ("router_bias", "expert_bias", "softmax_after_topk"):
+        for field in ("router_bias", "expert_bias"):
             boolean(field, getattr(self, field))
         if self.swiglu_limit is not None:
             number("swiglu_limit", self.swiglu_limit, low=0)
@@ -109,7 +107,7 @@ class MoE(Settings):
                    capacity_factor=self.capacity_factor, aux_loss_weight=self.aux_loss_weight,
                    z_loss_weight=self.z_loss_weight, bias_update_rate=self.bias_update_rate,
                    router_bias=self.router_bias, expert_bias=self.expert_bias,
-                   softmax_after_topk=self.softmax_after_topk, swiglu_limit=self.swiglu_limit,
+                   swiglu_limit=self.swiglu_limit,
                    swiglu_alpha=self.swiglu_alpha)
 
     def __str__(self) -> str:
@@ -212,10 +210,6 @@ class MixtureOfExperts(nn.Module):
         """Tokens x (N, d_model) -> (weights (N, top_k), experts (N, top_k), scores (N, E), logits (N, E))."""
         s = self.settings
         logits = self.router(x)  # (N, E)
-        if s.softmax_after_topk:  # gpt-oss: choose by logit, then softmax over the k chosen
-            top, experts = logits.float().topk(s.top_k, dim=-1)  # (N, k)
-            weights = top.softmax(-1) * s.routed_scaling
-            return weights.to(x.dtype), experts, logits.float().softmax(-1), logits
         scores = logits.float().softmax(-1) if s.router == "softmax" else logits.float().sigmoid()
         for_choice = scores + self.selection_bias  # the bias moves selection only
         if s.n_group > 1:

@@ -164,9 +164,9 @@ def _nope_every(k: int):
 
 def _gpt_oss(n_experts: int):
     """A pattern: sliding-window (128) and full attention layers alternating, learned sinks in both, and in every
-    layer a gpt-oss MoE (top-4 of n_experts, biased router and experts, softmax after top-k, clamped SwiGLU)."""
-    moe = MoE(n_experts=n_experts, top_k=4, d_expert=2880, router_bias=True, expert_bias=True,
-              softmax_after_topk=True, swiglu_limit=7.0, swiglu_alpha=1.702)
+    layer a gpt-oss MoE (top-4 of n_experts, biased router and experts, the k weights renormalised, clamped SwiGLU)."""
+    moe = MoE(n_experts=n_experts, top_k=4, d_expert=2880, norm_topk=True, router_bias=True, expert_bias=True,
+              swiglu_limit=7.0, swiglu_alpha=1.702)
 
     def layers(config: ModelConfig):
         full = config.layers[0].replace(ffn=moe)

@@ -1,4 +1,5 @@
-"""gpt-oss's mixture-of-experts block: router with bias, softmax after top-k, biased experts with the clamped SwiGLU."""
+"""gpt-oss: its MoE block (biased router, softmax over the top-k logits = a renormalised softmax, biased experts
+with the clamped SwiGLU), the converted model against transformers, and its zoo entries."""
 
 import math
 
@@ -23,7 +24,7 @@ def gpt_oss_block(seed=0):
     theirs = GptOssMLP(config).float().eval()
     for p in theirs.parameters():
         torch.nn.init.normal_(p, std=0.5)  # wide enough that the clamps at 0.5 bite
-    settings = MoE(E, K, F, router_bias=True, expert_bias=True, softmax_after_topk=True,
+    settings = MoE(E, K, F, norm_topk=True, router_bias=True, expert_bias=True,
                    swiglu_limit=config.swiglu_limit, swiglu_alpha=config.swiglu_alpha)
     ours = MixtureOfExperts(D, settings).eval()
     gate_up, gate_up_bias = theirs.experts.gate_up_proj.data, theirs.experts.gate_up_proj_bias.data
@@ -70,7 +71,6 @@ def test_inactive_parameters_count_expert_biases():
 @pytest.mark.parametrize("settings, field", [
     (MoE(8, 2, 8, router_bias="yes"), "router_bias must be True or False"),
     (MoE(8, 2, 8, expert_bias=1), "expert_bias must be True or False"),
-    (MoE(8, 2, 8, softmax_after_topk=None), "softmax_after_topk must be True or False"),
     (MoE(8, 2, 8, swiglu_limit=float("nan")), "swiglu_limit must be a finite number"),
     (MoE(8, 2, 8, swiglu_limit=math.inf), "swiglu_limit must be a finite number"),
     (MoE(8, 2, 8, swiglu_limit=True), "swiglu_limit must be a finite number"),
@@ -87,8 +87,8 @@ def test_bad_gpt_oss_settings_name_the_field(settings, field):
 
 
 def test_tiny_keeps_gpt_oss_fields():
-    small = MoE(128, 4, 2880, router_bias=True, expert_bias=True, softmax_after_topk=True, swiglu_limit=7.0).tiny()
-    assert (small.router_bias, small.expert_bias, small.softmax_after_topk, small.swiglu_limit) == (True, True, True, 7.0)
+    small = MoE(128, 4, 2880, router_bias=True, expert_bias=True, swiglu_limit=7.0).tiny()
+    assert (small.router_bias, small.expert_bias, small.swiglu_limit) == (True, True, 7.0)
 
 
 WINDOW = 5
@@ -125,7 +125,7 @@ def test_gpt_oss_converts_with_sinks_windows_and_moe():
     assert [spec.attention.window for spec in config.layers] == [WINDOW, None, WINDOW]
     assert all(spec.attention.sinks for spec in config.layers)
     moe = config.layers[0].ffn
-    assert (moe.router_bias, moe.expert_bias, moe.softmax_after_topk, moe.swiglu_limit) == (True, True, True, 0.5)
+    assert (moe.router_bias, moe.expert_bias, moe.norm_topk, moe.swiglu_limit) == (True, True, True, 0.5)
 
 
 def test_gpt_oss_forward_matches_transformers():
