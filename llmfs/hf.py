@@ -615,11 +615,54 @@ class Gemma3Family(LlamaFamily):
                                             for spec in layers))
 
 
+class GptOssFamily(SparseFamily, LlamaFamily):
+    """gpt-oss = Llama with q/k/v/o biases, learned per-head sinks, sliding-window / full layers from `layer_types`,
+    and an MoE in every layer: biased router, softmax over the top-k logits (= softmax over all, renormalised over
+    the k: norm_topk), biased experts with the clamped SwiGLU
+    (transformers stores gate and up interleaved, column by column)."""
+
+    @classmethod
+    def moe(cls, hf) -> MoE:
+        return MoE(n_experts=hf.num_local_experts, top_k=hf.num_experts_per_tok, d_expert=hf.intermediate_size,
+                   norm_topk=True, router_bias=True, expert_bias=True, swiglu_limit=hf.swiglu_limit,
+                   swiglu_alpha=getattr(hf, "swiglu_alpha", 1.702))
+
+    @classmethod
+    def config(cls, hf) -> ModelConfig:
+        uniform = super().config(hf)
+        types = list(hf.layer_types)
+        if len(types) != hf.num_hidden_layers or set(types) - set(LAYER_TYPES):
+            raise ConversionError(f"{hf.model_type}: layer_types={types!r} must give one of {list(LAYER_TYPES)} "
+                                  f"per layer ({hf.num_hidden_layers}).")
+        return uniform.replace(layers=tuple(spec.replace(attention=dataclasses.replace(
+            spec.attention, sinks=True, window=hf.sliding_window if kind == "sliding_attention" else None))
+            for spec, kind in zip(uniform.layers, types)))
+
+    @classmethod
+    def weights(cls, hf_state: dict, config: ModelConfig) -> dict:
+        out = LlamaFamily.weights.__func__(cls, hf_state, config)
+        for i in range(config.n_layers):
+            out[f"blocks.{i}.attention.sublayer.sinks"] = hf_state[f"model.layers.{i}.self_attn.sinks"]
+            theirs, ours = f"model.layers.{i}.mlp.", f"blocks.{i}.ffn.sublayer."
+            gate_up, gate_up_bias = hf_state[theirs + "experts.gate_up_proj"], hf_state[theirs + "experts.gate_up_proj_bias"]
+            out.update({
+                ours + "router.weight": hf_state[theirs + "router.weight"],
+                ours + "router.bias": hf_state[theirs + "router.bias"],
+                ours + "selection_bias": gate_up.new_zeros(gate_up.shape[0]),
+                ours + "experts.w_in": torch.cat([gate_up[..., ::2], gate_up[..., 1::2]], -1),  # -> [gate | up]
+                ours + "experts.b_in": torch.cat([gate_up_bias[..., ::2], gate_up_bias[..., 1::2]], -1),
+                ours + "experts.w_out": hf_state[theirs + "experts.down_proj"],
+                ours + "experts.b_out": hf_state[theirs + "experts.down_proj_bias"],
+            })
+        return out
+
+
 FAMILIES = {"gpt2": Gpt2Family, "llama": LlamaFamily, "qwen3": Qwen3Family, "olmo2": Olmo2Family,
             "smollm3": SmolLM3Family, "deepseek_v3": DeepseekV3Family, "deepseek_v32": DeepseekV32Family,
             "qwen3_moe": Qwen3MoeFamily, "mixtral": MixtralFamily, "olmoe": OlmoeFamily,
             "qwen3_next": Qwen3NextFamily, "kimi_linear": KimiLinearFamily,
-            "mistral": MistralFamily, "olmo3": Olmo3Family, "gemma3_text": Gemma3Family}
+            "mistral": MistralFamily, "olmo3": Olmo3Family, "gemma3_text": Gemma3Family,
+            "gpt_oss": GptOssFamily}
 
 
 def _family(hf_config):

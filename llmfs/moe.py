@@ -33,6 +33,8 @@ class MoE(Settings):
     Balancing (training only): aux_loss_weight (Switch Transformer's loss), z_loss_weight (router z-loss),
     bias_update_rate (DeepSeek V3's auxiliary-loss-free bias); capacity_factor (None: no limit) caps each
     expert at ceil(capacity_factor * tokens * top_k / n_experts) assignments and drops the rest.
+    gpt-oss: router_bias / expert_bias (linear layers with biases), swiglu_limit (None: plain gate; else gpt-oss's clamped SwiGLU: gate clamped above at the
+    limit, up to +-limit, out = (up + 1) * gate * sigmoid(swiglu_alpha * gate)).
     """
 
     n_experts: int = 8
@@ -50,6 +52,10 @@ class MoE(Settings):
     aux_loss_weight: float = 0.0
     z_loss_weight: float = 0.0
     bias_update_rate: float = 0.0
+    router_bias: bool = False
+    expert_bias: bool = False
+    swiglu_limit: float | None = None
+    swiglu_alpha: float = 1.702
 
     derivable = ("d_expert",)
 
@@ -81,6 +87,13 @@ class MoE(Settings):
             number("capacity_factor", self.capacity_factor, low=0)
         for field in ("aux_loss_weight", "z_loss_weight", "bias_update_rate"):
             number(field, getattr(self, field), low=0, low_open=False)
+        for field in ("router_bias", "expert_bias"):
+            boolean(field, getattr(self, field))
+        if self.swiglu_limit is not None:
+            number("swiglu_limit", self.swiglu_limit, low=0)
+            if not self.gated:
+                raise ConfigError("swiglu_limit needs gated=True (it clamps a gated expert's gate and up).")
+        number("swiglu_alpha", self.swiglu_alpha, low=0)
 
     def build(self, config) -> nn.Module:
         return MixtureOfExperts(config.d_model, self)
@@ -92,7 +105,10 @@ class MoE(Settings):
                    topk_group=max(1, self.topk_group * n_group // self.n_group),
                    routed_scaling=self.routed_scaling, activation=self.activation, gated=self.gated,
                    capacity_factor=self.capacity_factor, aux_loss_weight=self.aux_loss_weight,
-                   z_loss_weight=self.z_loss_weight, bias_update_rate=self.bias_update_rate)
+                   z_loss_weight=self.z_loss_weight, bias_update_rate=self.bias_update_rate,
+                   router_bias=self.router_bias, expert_bias=self.expert_bias,
+                   swiglu_limit=self.swiglu_limit,
+                   swiglu_alpha=self.swiglu_alpha)
 
     def __str__(self) -> str:
         shared = f" + {self.n_shared} shared" if self.n_shared else ""
@@ -113,18 +129,28 @@ class Experts(nn.Module):
         width = (2 if s.gated else 1) * s.d_expert
         self.w_in = nn.Parameter(torch.randn(s.n_experts, d_model, width) * 0.02)
         self.w_out = nn.Parameter(torch.randn(s.n_experts, s.d_expert, d_model) * 0.02)
+        self.b_in = nn.Parameter(torch.zeros(s.n_experts, width)) if s.expert_bias else None  # (E, width)
+        self.b_out = nn.Parameter(torch.zeros(s.n_experts, d_model)) if s.expert_bias else None  # (E, d_model)
         self.activation = ACTIVATIONS[s.activation]
         self.gated = s.gated
+        self.limit, self.alpha = s.swiglu_limit, s.swiglu_alpha
 
     def hidden(self, h: torch.Tensor) -> torch.Tensor:  # (..., 2 * d_expert) -> (..., d_expert)
         if not self.gated:
             return self.activation(h)
         gate, up = h.chunk(2, dim=-1)
+        if self.limit is not None:  # gpt-oss's clamped SwiGLU
+            gate, up = gate.clamp(max=self.limit), up.clamp(-self.limit, self.limit)
+            return (up + 1) * gate * torch.sigmoid(self.alpha * gate)
         return self.activation(gate) * up
 
     def one(self, e: int, x: torch.Tensor) -> torch.Tensor:
         """Expert e on tokens x (n, d_model) -> (n, d_model)."""
-        return self.hidden(x @ self.w_in[e]) @ self.w_out[e]
+        h = x @ self.w_in[e]
+        if self.b_in is not None:
+            h = h + self.b_in[e]
+        out = self.hidden(h) @ self.w_out[e]
+        return out if self.b_out is None else out + self.b_out[e]
 
     def sorted(self, xs: torch.Tensor, expert_of_row: torch.Tensor, counts: list[int]) -> torch.Tensor:
         """Rows xs (S, d_model), sorted by expert (counts[e] rows each) -> each row through its expert.
@@ -140,7 +166,12 @@ class Experts(nn.Module):
             slot = torch.arange(S, device=xs.device) - starts[expert_of_row]  # row's place in its expert's block
             block = xs.new_zeros(E, capacity, xs.shape[1])
             block[expert_of_row, slot] = xs
-            out = torch.bmm(self.hidden(torch.bmm(block, self.w_in)), self.w_out)  # (E, capacity, d_model)
+            h = torch.bmm(block, self.w_in)  # (E, capacity, width)
+            if self.b_in is not None:
+                h = h + self.b_in[:, None]
+            out = torch.bmm(self.hidden(h), self.w_out)  # (E, capacity, d_model)
+            if self.b_out is not None:
+                out = out + self.b_out[:, None]
             return out[expert_of_row, slot]
         pieces = [self.one(e, part) for e, part in enumerate(xs.split(counts)) if part.shape[0]]
         return torch.cat(pieces)
@@ -160,7 +191,7 @@ class MixtureOfExperts(nn.Module):
     def __init__(self, d_model: int, settings: MoE):
         super().__init__()
         self.settings = s = settings
-        self.router = nn.Linear(d_model, s.n_experts, bias=False)
+        self.router = nn.Linear(d_model, s.n_experts, bias=s.router_bias)
         self.register_buffer("selection_bias", torch.zeros(s.n_experts))  # DeepSeek V3: used to choose, not weigh
         self.experts = Experts(d_model, s)
         shared = MLP(s.n_shared * s.d_expert, s.activation, s.gated)
@@ -172,7 +203,7 @@ class MixtureOfExperts(nn.Module):
 
     def inactive_parameters(self) -> int:
         """Parameters a token does not use: the weights of the n_experts - top_k experts it is not routed to."""
-        per_expert = (self.experts.w_in[0].numel() + self.experts.w_out[0].numel())
+        per_expert = sum(p[0].numel() for p in self.experts.parameters())
         return (self.settings.n_experts - self.settings.top_k) * per_expert
 
     def route(self, x: torch.Tensor):

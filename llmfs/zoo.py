@@ -32,6 +32,13 @@ OLMO3 = dict(vocab_size=100278, context_length=65536, norm="rmsnorm", norm_eps=1
              rope_scaling=RopeScaling("yarn", factor=8.0, original_context_length=8192,
                                       attention_factor=1.2079441541679836))
 
+# gpt-oss (OpenAI, 2025), from the released config.json: biased q/k/v/o, YaRN x32 from 4096, MoE in every layer
+GPT_OSS = dict(vocab_size=201088, context_length=131072, d_model=2880, n_heads=64, n_kv_heads=8, head_dim=64,
+               d_ff=2880, norm="rmsnorm", norm_eps=1e-5, positions="rope", rope_base=150000.0, ffn="swiglu",
+               qkv_bias=True, attn_out_bias=True, mlp_bias=False, tie_embeddings=False,
+               rope_scaling=RopeScaling("yarn", factor=32.0, original_context_length=4096, beta_fast=32.0,
+                                        beta_slow=1.0))
+
 DEEPSEEK = dict(d_model=7168, n_layers=61, d_ff=18432, norm="rmsnorm", norm_eps=1e-6, positions="rope", ffn="swiglu",
                 qkv_bias=False, attn_out_bias=False, mlp_bias=False, tie_embeddings=False)
 
@@ -95,6 +102,9 @@ _CONFIGS = {
     "kimi-k2": dict(DEEPSEEK, vocab_size=163840, context_length=131072, n_heads=64, rope_base=50000.0,
                     rope_scaling=RopeScaling("yarn", factor=32.0, original_context_length=4096, mscale=1.0,
                                              mscale_all_dim=1.0)),
+    # gpt-oss (OpenAI, 2025): its layers in _PATTERNS
+    "gpt-oss-20b": dict(GPT_OSS, n_layers=24),
+    "gpt-oss-120b": dict(GPT_OSS, n_layers=36),
 }
 
 QWEN3_MOE = {"qwen3-30b-a3b": MoE(n_experts=128, top_k=8, d_expert=768),
@@ -152,6 +162,21 @@ def _nope_every(k: int):
     return layers
 
 
+def _gpt_oss(n_experts: int):
+    """A pattern: sliding-window (128) and full attention layers alternating, learned sinks in both, and in every
+    layer a gpt-oss MoE (top-4 of n_experts, biased router and experts, the k weights renormalised, clamped SwiGLU)."""
+    moe = MoE(n_experts=n_experts, top_k=4, d_expert=2880, norm_topk=True, router_bias=True, expert_bias=True,
+              swiglu_limit=7.0, swiglu_alpha=1.702)
+
+    def layers(config: ModelConfig):
+        full = config.layers[0].replace(ffn=moe)
+        full = full.replace(attention=dataclasses.replace(full.attention, sinks=True))
+        sliding = full.replace(attention=dataclasses.replace(full.attention, window=128))
+        return layer_pattern(config.n_layers, period=(sliding, full))
+
+    return layers
+
+
 # Architectures whose layers differ: config (uniform) -> its per-layer specs, laid over the config's depth.
 _PATTERNS = {
     "smollm3-3b": _nope_every(4),  # transformers' SmolLM3Config: no_rope_layer_interval=4
@@ -165,6 +190,8 @@ _PATTERNS = {
     "deepseek-v3": _latent_moe(MLA(n_heads=128), 3, MoE(n_experts=256, top_k=8, d_expert=2048, n_shared=1,
                                                          router="sigmoid", n_group=8, topk_group=4,
                                                          routed_scaling=2.5)),
+    "gpt-oss-20b": _gpt_oss(32),
+    "gpt-oss-120b": _gpt_oss(128),
     "kimi-k2": _latent_moe(MLA(n_heads=64), 1, MoE(n_experts=384, top_k=8, d_expert=2048, n_shared=1,
                                                    router="sigmoid", routed_scaling=2.827)),
 }
@@ -190,6 +217,8 @@ PUBLISHED_PARAMETERS = {
     "mistral-small-3.1": 24_000_000_000,  # text model and Pixtral vision encoder together (see tests/test_windows_zoo.py)
     "deepseek-v3": 671_000_000_000,  # without the 14B multi-token-prediction module
     "kimi-k2": 1_040_000_000_000,  # "1T" on the model card; 1.04T in the technical report
+    "gpt-oss-20b": 20_900_000_000,  # gpt-oss model card (OpenAI, 2025), table 1
+    "gpt-oss-120b": 116_800_000_000,
 }
 
 # Parameters used per token as published (MoE models: the "A3B" in a name), for comparison with count.active.
@@ -199,6 +228,8 @@ PUBLISHED_ACTIVE_PARAMETERS = {
     "llama4-maverick": 17_000_000_000,
     "deepseek-v3": 37_000_000_000,
     "kimi-k2": 32_000_000_000,
+    "gpt-oss-20b": 3_610_000_000,
+    "gpt-oss-120b": 5_130_000_000,
 }
 
 
