@@ -157,16 +157,16 @@ def model_card(name: str) -> str:
 
 # When each mechanism appeared (first paper) and zoo models that adopted it; keys cite book/references.bib.
 TIMELINE = [
-    {"mechanism": "learned positions, post-norm", "year": 2017, "source": "Vaswani et al., Attention Is All You Need"},
-    {"mechanism": "pre-norm", "year": 2019, "source": "GPT-2 (Radford et al.)"},
-    {"mechanism": "MQA", "year": 2019, "source": "Shazeer, Fast Transformer Decoding"},
-    {"mechanism": "SwiGLU", "year": 2020, "source": "Shazeer, GLU Variants Improve Transformer"},
-    {"mechanism": "RoPE", "year": 2021, "source": "Su et al., RoFormer"},
-    {"mechanism": "sparse MoE (top-k)", "year": 2017, "source": "Shazeer et al., Outrageously Large Neural Networks"},
-    {"mechanism": "GQA", "year": 2023, "source": "Ainslie et al., GQA"},
-    {"mechanism": "sliding window", "year": 2020, "source": "Beltagy et al., Longformer"},
-    {"mechanism": "MLA", "year": 2024, "source": "DeepSeek-V2"},
-    {"mechanism": "QK-norm", "year": 2023, "source": "Dehghani et al., Scaling ViT to 22B"},
+    {"mechanism": "learned positions, post-norm", "year": 2017, "source": "Vaswani et al., Attention Is All You Need", "cite": "vaswani2017"},
+    {"mechanism": "pre-norm", "year": 2019, "source": "GPT-2 (Radford et al.)", "cite": "radford2019"},
+    {"mechanism": "MQA", "year": 2019, "source": "Shazeer, Fast Transformer Decoding", "cite": "shazeer2019"},
+    {"mechanism": "SwiGLU", "year": 2020, "source": "Shazeer, GLU Variants Improve Transformer", "cite": "shazeer2020"},
+    {"mechanism": "RoPE", "year": 2021, "source": "Su et al., RoFormer", "cite": "su2021"},
+    {"mechanism": "sparse MoE (top-k)", "year": 2017, "source": "Shazeer et al., Outrageously Large Neural Networks", "cite": "shazeer2017"},
+    {"mechanism": "GQA", "year": 2023, "source": "Ainslie et al., GQA", "cite": "ainslie2023"},
+    {"mechanism": "sliding window", "year": 2020, "source": "Beltagy et al., Longformer", "cite": "beltagy2020"},
+    {"mechanism": "MLA", "year": 2024, "source": "DeepSeek-V2", "cite": "deepseekv2"},
+    {"mechanism": "QK-norm", "year": 2023, "source": "Dehghani et al., Scaling ViT to 22B", "cite": "dehghani2023"},
 ]
 
 
