@@ -1,6 +1,7 @@
 """The gallery: FLOPs per token against a hand count, features, parameter and cache rows from the zoo."""
 
 import pytest
+import torch
 
 from llmfs import gallery, zoo
 from llmfs.config import ModelConfig
@@ -74,3 +75,15 @@ def test_model_card_and_adopters():
         "sliding window", "MLA", "QK-norm"}
     with pytest.raises(KeyError, match="unknown mechanism"):
         gallery.adopters("magic")
+
+
+def test_mixtral_count_matches_transformers():
+    transformers = pytest.importorskip("transformers")
+    hf_config = transformers.MixtralConfig(vocab_size=32000, hidden_size=4096, intermediate_size=14336,
+                                           num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+                                           num_local_experts=8, num_experts_per_tok=2, tie_word_embeddings=False)
+    with torch.device("meta"):
+        reference = transformers.MixtralForCausalLM(hf_config)
+    count = count_parameters(zoo.get("mixtral-8x7b"))
+    assert count.total == sum(p.numel() for p in reference.parameters())
+    assert abs(count.total - 46_700_000_000) / 46_700_000_000 < 0.005
