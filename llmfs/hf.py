@@ -7,6 +7,7 @@ its objects, never to import llmfs.
 """
 
 import dataclasses
+import os
 
 import torch
 
@@ -699,3 +700,13 @@ def from_transformers(hf_model) -> Transformer:
             )
     model.load_state_dict({name: t.detach().clone() for name, t in weights.items()})
     return model.eval()
+
+
+def from_pretrained(name_or_path, **kwargs) -> Transformer:
+    """Load a checkpoint with `transformers.AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)`
+    (a hub name such as "Qwen/Qwen3-0.6B", or a local folder) and convert it with `from_transformers`."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"name_or_path must be a hub name or a folder path, got {type(name_or_path).__name__}.")
+    from transformers import AutoModelForCausalLM
+
+    return from_transformers(AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs))

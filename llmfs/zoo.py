@@ -233,6 +233,16 @@ PUBLISHED_ACTIVE_PARAMETERS = {
 }
 
 
+# Mixtral 8x7B (Jiang et al., 2024), from mistralai/Mixtral-8x7B-v0.1's config.json: every FFN is a softmax
+# top-2 of 8 SwiGLU experts of 14336; 46.7B total, 12.9B active on its model card.
+_CONFIGS["mixtral-8x7b"] = dict(vocab_size=32000, context_length=32768, d_model=4096, n_layers=32, n_heads=32,
+                                n_kv_heads=8, d_ff=14336, norm="rmsnorm", norm_eps=1e-5, positions="rope",
+                                rope_base=1e6, ffn="swiglu", tie_embeddings=False, qkv_bias=False,
+                                attn_out_bias=False, mlp_bias=False)
+_PATTERNS["mixtral-8x7b"] = _moe_every(1, MoE(n_experts=8, top_k=2, d_expert=14336))
+PUBLISHED_PARAMETERS["mixtral-8x7b"] = 46_700_000_000
+PUBLISHED_ACTIVE_PARAMETERS["mixtral-8x7b"] = 12_900_000_000
+
 def names() -> list[str]:
     """The architectures the zoo knows, in the order the course meets them."""
     return list(_CONFIGS)

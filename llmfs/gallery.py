@@ -1,0 +1,191 @@
+"""The architecture gallery: every zoo model's card, features, parameters, cache and FLOPs, generated from its config.
+
+    flops_per_token(config, seq_len)   forward FLOPs of one token that attends to `seq_len` tokens
+    features(config)                   what a diff table compares (norms, positions, attention, MoE, vocabulary)
+    parameter_rows() / cache_rows()    one row per zoo model: counted vs published totals; KV cache sizes
+    model_card(name)                   a text card: the layer pattern, key sizes, what sets the model apart
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import zoo
+from .attention import Attention
+from .config import ModelConfig
+from .counting import count_parameters, kv_cache_bytes
+from .linear_attention import LinearAttention
+from .mla import DSA, MLA
+from .moe import MoE
+
+__all__ = ["TIMELINE", "cache_rows", "features", "flops_per_token", "model_card", "parameter_rows"]
+
+
+def _check_config(config) -> None:
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"config must be a llmfs.ModelConfig, got {type(config).__name__}.")
+
+
+def _check_seq_len(seq_len) -> None:
+    if not isinstance(seq_len, int) or isinstance(seq_len, bool) or seq_len < 1:
+        raise ValueError(f"seq_len must be an integer >= 1 (tokens attended to), got {seq_len!r}.")
+
+
+def matmul_weights(config: ModelConfig) -> int:
+    """Weights one token multiplies by in a forward pass: every matrix it uses (routed experts only for the
+    experts it is sent to), the output head included, the embedding lookup and vectors (norms, biases) not."""
+    from .model import Transformer
+
+    _check_config(config)
+    with torch.device("meta"):
+        model = Transformer(config)
+    skip = {id(model.token_embedding.weight)}
+    if model.position_embedding is not None:
+        skip |= {id(p) for p in model.position_embedding.parameters()}
+    matrices = sum(p.numel() for p in model.parameters() if p.dim() >= 2 and id(p) not in skip)
+    if config.tie_embeddings:  # the head reuses the embedding matrix as a matmul
+        matrices += model.token_embedding.weight.numel()
+    inactive = sum(m.inactive_parameters() for m in model.modules() if hasattr(m, "inactive_parameters"))
+    return matrices - inactive
+
+
+def attention_flops(attention, seq_len: int) -> int:
+    """FLOPs of one query's scores and weighted sum over the keys it sees (2 per multiply-add)."""
+    if isinstance(attention, Attention):
+        held = seq_len if attention.window is None else min(seq_len, attention.sink_tokens + attention.window)
+        return 4 * attention.n_heads * attention.head_dim * held  # q·k and p·v per head
+    if isinstance(attention, DSA):  # the indexer scores every key, then MLA over the top-k
+        indexer = 2 * attention.index_n_heads * attention.index_head_dim * seq_len
+        held = min(seq_len, attention.index_topk)
+        return indexer + 2 * attention.n_heads * (attention.qk_head_dim + attention.v_head_dim) * held
+    if isinstance(attention, MLA):  # keys and values expanded from the latent (no weight absorption)
+        return 2 * attention.n_heads * (attention.qk_head_dim + attention.v_head_dim) * seq_len
+    if isinstance(attention, LinearAttention):  # read the state with q, write k vᵀ into it: independent of seq_len
+        return 4 * attention.state_values()
+    raise TypeError(f"no FLOP count for attention settings {type(attention).__name__}.")
+
+
+def flops_per_token(config: ModelConfig, seq_len: int) -> int:
+    """Forward FLOPs of one token attending to `seq_len` tokens (itself included): 2 per weight it multiplies
+    by (`matmul_weights`) plus each layer's attention over the keys it holds (windows and linear layers as
+    they are). Norms, activations and softmax are left out (a few FLOPs per width, not per weight)."""
+    _check_config(config)
+    _check_seq_len(seq_len)
+    return 2 * matmul_weights(config) + sum(attention_flops(spec.attention, seq_len) for spec in config.layers)
+
+
+def _attention_kind(attention) -> str:
+    if isinstance(attention, DSA):
+        return "MLA + DSA"
+    if isinstance(attention, MLA):
+        return "MLA"
+    if isinstance(attention, LinearAttention):
+        return attention.kind
+    kind = "MHA" if attention.n_kv_heads == attention.n_heads else "MQA" if attention.n_kv_heads == 1 else "GQA"
+    return f"{kind} {attention.n_heads}/{attention.n_kv_heads}"
+
+
+def features(config: ModelConfig) -> dict[str, str]:
+    """The architecture choices a diff table compares, as short strings."""
+    _check_config(config)
+    layers = config.layers
+    kinds = sorted({_attention_kind(s.attention) for s in layers})
+    windows = sorted({s.attention.window for s in layers if getattr(s.attention, "window", None)})
+    n_windowed = sum(bool(getattr(s.attention, "window", None)) for s in layers)
+    n_linear = sum(isinstance(s.attention, LinearAttention) for s in layers)
+    moes = [s.ffn for s in layers if isinstance(s.ffn, MoE)]
+    qk = sorted({str(getattr(s.attention, "qk_norm", None)) for s in layers} - {"None"})
+    n_rope = sum(s.positions is not None for s in layers)
+    positions = ("learned" if config.learned_positions else
+                 "RoPE" if n_rope == len(layers) else "none" if n_rope == 0 else f"RoPE in {n_rope}/{len(layers)}")
+    return {
+        "norm": f"{config.norm}, {'/'.join(sorted({s.norm_placement for s in layers}))}",
+        "qk-norm": ", ".join(qk) or "-",
+        "positions": positions,
+        "attention": ", ".join(kinds),
+        "window": (f"{n_windowed}/{len(layers)} layers, {'/'.join(map(str, windows))}" if windows else "-")
+                  + (f"; {n_linear}/{len(layers)} linear" if n_linear else ""),
+        "MoE": (f"{len(moes)}/{len(layers)} layers, {moes[0].n_experts} experts, top-{moes[0].top_k}, "
+                f"{moes[0].n_shared} shared" if moes else "dense"),
+        "vocab": f"{config.vocab_size:,}",
+        "tied": "yes" if config.tie_embeddings else "no",
+        "layers x width": f"{config.n_layers} x {config.d_model}",
+    }
+
+
+def parameter_rows(names=None) -> list[dict]:
+    """Counted total and active parameters of each zoo model next to the published figures (difference in %)."""
+    rows = []
+    for name in names or zoo.names():
+        count = count_parameters(zoo.get(name))
+        published = zoo.PUBLISHED_PARAMETERS.get(name)
+        published_active = zoo.PUBLISHED_ACTIVE_PARAMETERS.get(name)
+        rows.append({
+            "model": name, "total": count.total, "published": published,
+            "diff %": None if published is None else 100 * (count.total - published) / published,
+            "active": count.active, "published active": published_active,
+            "active diff %": None if published_active is None else
+            100 * (count.active - published_active) / published_active,
+        })
+    return rows
+
+
+def cache_rows(names=None, lengths=(32_768, 131_072), dtype=torch.bfloat16) -> list[dict]:
+    """KV cache bytes per token (at the longest length, averaged) and in total at each length, per zoo model."""
+    rows = []
+    for name in names or zoo.names():
+        config = zoo.get(name)
+        row = {"model": name}
+        for length in lengths:
+            row[length] = kv_cache_bytes(config, length, dtype=dtype)
+        row["per token"] = row[max(lengths)] / max(lengths)
+        rows.append(row)
+    return rows
+
+
+def model_card(name: str) -> str:
+    """A text card of zoo model `name`: its config (layer pattern and sizes), features, counts and cache."""
+    config = zoo.get(name)
+    count = count_parameters(config)
+    lines = [f"== {name} ==", str(config), ""]
+    lines += [f"{key:>14}: {value}" for key, value in features(config).items()]
+    lines += [f"{'parameters':>14}: {count.total / 1e9:.2f}B total, {count.active / 1e9:.2f}B active",
+              f"{'KV @128k':>14}: {kv_cache_bytes(config, 131_072) / 2**30:.2f} GiB (bf16, batch 1)",
+              f"{'GFLOPs/token':>14}: {flops_per_token(config, 4096) / 1e9:.1f} at 4k context"]
+    return "\n".join(lines)
+
+
+# When each mechanism appeared (first paper) and zoo models that adopted it; keys cite book/references.bib.
+TIMELINE = [
+    {"mechanism": "learned positions, post-norm", "year": 2017, "source": "Vaswani et al., Attention Is All You Need", "cite": "vaswani2017"},
+    {"mechanism": "pre-norm", "year": 2019, "source": "GPT-2 (Radford et al.)", "cite": "radford2019"},
+    {"mechanism": "MQA", "year": 2019, "source": "Shazeer, Fast Transformer Decoding", "cite": "shazeer2019"},
+    {"mechanism": "SwiGLU", "year": 2020, "source": "Shazeer, GLU Variants Improve Transformer", "cite": "shazeer2020"},
+    {"mechanism": "RoPE", "year": 2021, "source": "Su et al., RoFormer", "cite": "su2021"},
+    {"mechanism": "sparse MoE (top-k)", "year": 2017, "source": "Shazeer et al., Outrageously Large Neural Networks", "cite": "shazeer2017"},
+    {"mechanism": "GQA", "year": 2023, "source": "Ainslie et al., GQA", "cite": "ainslie2023"},
+    {"mechanism": "sliding window", "year": 2020, "source": "Beltagy et al., Longformer", "cite": "beltagy2020"},
+    {"mechanism": "MLA", "year": 2024, "source": "DeepSeek-V2", "cite": "deepseekv2"},
+    {"mechanism": "QK-norm", "year": 2023, "source": "Dehghani et al., Scaling ViT to 22B", "cite": "dehghani2023"},
+]
+
+
+def adopters(mechanism: str) -> list[str]:
+    """Zoo models whose config uses `mechanism` (one of the TIMELINE mechanisms), read from their configs."""
+    tests = {
+        "learned positions, post-norm": lambda c: c.learned_positions,
+        "pre-norm": lambda c: any(s.norm_placement in ("pre", "sandwich") for s in c.layers),
+        "MQA": lambda c: any(isinstance(s.attention, Attention) and s.attention.n_kv_heads == 1 for s in c.layers),
+        "SwiGLU": lambda c: any(getattr(s.ffn, "kind", None) in ("swiglu", "geglu") or isinstance(s.ffn, MoE)
+                                for s in c.layers),
+        "RoPE": lambda c: any(s.positions is not None for s in c.layers),
+        "sparse MoE (top-k)": lambda c: any(isinstance(s.ffn, MoE) for s in c.layers),
+        "GQA": lambda c: any(isinstance(s.attention, Attention) and 1 < s.attention.n_kv_heads < s.attention.n_heads
+                             for s in c.layers),
+        "sliding window": lambda c: any(getattr(s.attention, "window", None) for s in c.layers),
+        "MLA": lambda c: any(isinstance(s.attention, MLA) for s in c.layers),
+        "QK-norm": lambda c: any(getattr(s.attention, "qk_norm", None) for s in c.layers),
+    }
+    if mechanism not in tests:
+        raise KeyError(f"unknown mechanism {mechanism!r}; known: {', '.join(tests)}.")
+    return [name for name in zoo.names() if tests[mechanism](zoo.get(name))]
