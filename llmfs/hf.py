@@ -407,20 +407,24 @@ def _split_rows(weight, groups: int, sizes: list[int]) -> list:
 
 
 class HybridLinearFamily:
-    """Shared by hybrids of linear-attention and full-attention layers: layers from `layer_types`, dense MLPs
-    only (mixture-of-experts layers wait for llmfs.moe), RMSNorm, SwiGLU."""
+    """Shared by hybrids of linear-attention and full-attention layers: layers from `layer_types`, RMSNorm,
+    SwiGLU, and a mixture of experts in the layers `uses_experts` picks (where the family's `moe` builds one)."""
+
+    @classmethod
+    def moe(cls, hf) -> MoE:
+        moe = [i for i in range(hf.num_hidden_layers) if cls.uses_experts(hf, i)]
+        raise ConversionError(f"{hf.model_type}: layers {moe} are mixture-of-experts layers, which llmfs does not "
+                              "convert for this family yet; convert a config whose layers all use dense MLPs.")
 
     @classmethod
     def config(cls, hf) -> ModelConfig:
         _require(hf, "hidden_act", ("silu",))
-        moe = [i for i in range(hf.num_hidden_layers) if cls.uses_experts(hf, i)]
-        if moe:
-            raise ConversionError(f"{hf.model_type}: layers {moe} are mixture-of-experts layers, which llmfs does not "
-                                  "build yet; convert a config whose layers all use dense MLPs.")
         mlp = MLP(hf.intermediate_size, activation="silu", gated=True)
+        experts = cls.moe(hf) if any(cls.uses_experts(hf, i) for i in range(hf.num_hidden_layers)) else None
         linear = LayerSpec(cls.linear_attention(hf), mlp)
         full = cls.full_attention_layer(hf, mlp)
-        layers = tuple(linear if kind == "linear_attention" else full for kind in hf.layer_types)
+        layers = tuple((linear if kind == "linear_attention" else full) for kind in hf.layer_types)
+        layers = tuple(spec.replace(ffn=experts) if cls.uses_experts(hf, i) else spec for i, spec in enumerate(layers))
         return ModelConfig(vocab_size=hf.vocab_size, context_length=hf.max_position_embeddings,
                            d_model=hf.hidden_size, layers=layers, norm="rmsnorm", norm_eps=hf.rms_norm_eps,
                            tie_embeddings=hf.tie_word_embeddings, name=f"{hf.model_type} (from transformers)")
@@ -440,7 +444,12 @@ class HybridLinearFamily:
                       if key.startswith(f"model.layers.{i}.")}
             ours = {"attention.norm.weight": cls.norm_weight(theirs["input_layernorm.weight"]),
                     "ffn.norm.weight": cls.norm_weight(theirs["post_attention_layernorm.weight"])}
-            ours.update({f"{a}.weight": theirs[f"{b}.weight"] for a, b in cls.mlp_names.items()})
+            if isinstance(spec.ffn, MoE):
+                moe = moe_weights_from_transformers(hf_state, f"model.layers.{i}.mlp.")
+                ours.update({f"ffn.sublayer.{name}": t for name, t in moe.items()})
+                ours.update({f"ffn.sublayer.{a}.weight": theirs[f"mlp.{b}.weight"] for a, b in cls.shared_names.items()})
+            else:
+                ours.update({f"{a}.weight": theirs[f"{b}.weight"] for a, b in cls.mlp_names.items()})
             if isinstance(spec.attention, LinearAttention):
                 ours.update({f"attention.sublayer.{k}": t for k, t in cls.linear_weights(theirs, spec.attention).items()})
             else:
@@ -455,7 +464,21 @@ class HybridLinearFamily:
 
 class Qwen3NextFamily(HybridLinearFamily):
     """Qwen3-Next: 3 Gated DeltaNet layers per full-attention layer; full attention has per-head QK-norm, RoPE on a
-    quarter of each head and a sigmoid output gate (packed with the queries); RMSNorms scale by 1 + weight."""
+    quarter of each head and a sigmoid output gate (packed with the queries); RMSNorms scale by 1 + weight.
+    MoE layers: softmax top-k (norm_topk_prob) plus one shared expert scaled by a sigmoid gate."""
+
+    shared_names = {"shared.gate": "shared_expert.gate_proj", "shared.up": "shared_expert.up_proj",
+                    "shared.down": "shared_expert.down_proj", "shared_gate": "shared_expert_gate"}
+
+    @classmethod
+    def moe(cls, hf) -> MoE:
+        n_shared, rest = divmod(hf.shared_expert_intermediate_size, hf.moe_intermediate_size)
+        if rest or n_shared < 1:
+            raise ConversionError(f"{hf.model_type}: shared_expert_intermediate_size={hf.shared_expert_intermediate_size}"
+                                  f" must be a positive multiple of moe_intermediate_size={hf.moe_intermediate_size}: "
+                                  "llmfs's shared experts are n_shared experts of the routed experts' width.")
+        return MoE(n_experts=hf.num_experts, top_k=hf.num_experts_per_tok, d_expert=hf.moe_intermediate_size,
+                   n_shared=n_shared, norm_topk=hf.norm_topk_prob, shared_gate=True)
 
     @staticmethod
     def uses_experts(hf, i: int) -> bool:

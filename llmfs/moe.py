@@ -33,6 +33,7 @@ class MoE(Settings):
     Balancing (training only): aux_loss_weight (Switch Transformer's loss), z_loss_weight (router z-loss),
     bias_update_rate (DeepSeek V3's auxiliary-loss-free bias); capacity_factor (None: no limit) caps each
     expert at ceil(capacity_factor * tokens * top_k / n_experts) assignments and drops the rest.
+    shared_gate: scale the shared experts' output by sigmoid(w . x), one learned scalar per token (Qwen3-Next).
     """
 
     n_experts: int = 8
@@ -50,6 +51,7 @@ class MoE(Settings):
     aux_loss_weight: float = 0.0
     z_loss_weight: float = 0.0
     bias_update_rate: float = 0.0
+    shared_gate: bool = False
 
     derivable = ("d_expert",)
 
@@ -81,6 +83,10 @@ class MoE(Settings):
             number("capacity_factor", self.capacity_factor, low=0)
         for field in ("aux_loss_weight", "z_loss_weight", "bias_update_rate"):
             number(field, getattr(self, field), low=0, low_open=False)
+        boolean("shared_gate", self.shared_gate)
+        if self.shared_gate and not self.n_shared:
+            raise ConfigError("shared_gate=True scales the shared experts' output by a sigmoid gate, so it needs "
+                              f"n_shared >= 1, got n_shared={self.n_shared!r}.")
 
     def build(self, config) -> nn.Module:
         return MixtureOfExperts(config.d_model, self)
@@ -92,7 +98,8 @@ class MoE(Settings):
                    topk_group=max(1, self.topk_group * n_group // self.n_group),
                    routed_scaling=self.routed_scaling, activation=self.activation, gated=self.gated,
                    capacity_factor=self.capacity_factor, aux_loss_weight=self.aux_loss_weight,
-                   z_loss_weight=self.z_loss_weight, bias_update_rate=self.bias_update_rate)
+                   z_loss_weight=self.z_loss_weight, bias_update_rate=self.bias_update_rate,
+                   shared_gate=self.shared_gate)
 
     def __str__(self) -> str:
         shared = f" + {self.n_shared} shared" if self.n_shared else ""
@@ -165,6 +172,8 @@ class MixtureOfExperts(nn.Module):
         self.experts = Experts(d_model, s)
         shared = MLP(s.n_shared * s.d_expert, s.activation, s.gated)
         self.shared = (GatedMLP if s.gated else PlainMLP)(d_model, shared) if s.n_shared else None
+        # Qwen3-Next: the shared experts' output times sigmoid(w . x), one scalar per token
+        self.shared_gate = nn.Linear(d_model, 1, bias=False) if s.shared_gate else None
         self.dispatch = "sorted"
         self.auxiliary_loss = None
         self.register_buffer("load", torch.zeros(s.n_experts), persistent=False)
@@ -216,7 +225,8 @@ class MixtureOfExperts(nn.Module):
             self._record_balance(counts_all, scores, logits)
         out = (self._loop if self.dispatch == "loop" else self._sorted)(x, weights, experts, keep)
         if self.shared is not None:
-            out = out + self.shared(x)
+            shared = self.shared(x)
+            out = out + (shared if self.shared_gate is None else torch.sigmoid(self.shared_gate(x)) * shared)
         return out.view(shape)
 
     def _loop(self, x, weights, experts, keep):

@@ -61,7 +61,15 @@ def tiny_hf_kimi_linear(**overrides):
     return model
 
 
-MODELS = {"qwen3_next": tiny_hf_qwen3_next, "kimi_linear": tiny_hf_kimi_linear}
+def tiny_hf_qwen3_next_moe():
+    """Layers 0 and 2 dense (mlp_only_layers, decoder_sparse_step=1), 1 and 3 MoE: softmax top-2 of 8 renormalised,
+    one shared expert behind a sigmoid gate."""
+    return tiny_hf_qwen3_next(num_experts=8, num_experts_per_tok=2, moe_intermediate_size=24,
+                              shared_expert_intermediate_size=24, decoder_sparse_step=1, mlp_only_layers=[0, 2],
+                              norm_topk_prob=True)
+
+
+MODELS = {"qwen3_next": tiny_hf_qwen3_next, "kimi_linear": tiny_hf_kimi_linear, "qwen3_next_moe": tiny_hf_qwen3_next_moe}
 
 
 @pytest.mark.parametrize("family", MODELS)
@@ -90,10 +98,30 @@ def test_qwen3_next_layers_follow_its_pattern():
     assert full.positions.rotary_dim(16) == 4
 
 
+def test_qwen3_next_moe_layers_are_mapped_as_settings():
+    from llmfs.moe import MoE
+
+    config = config_from_transformers(tiny_hf_qwen3_next_moe().config)
+    ffns = [spec.ffn for spec in config.layers]
+    assert [isinstance(f, MoE) for f in ffns] == [False, True, False, True]
+    moe = ffns[1]
+    assert (moe.n_experts, moe.top_k, moe.d_expert, moe.n_shared, moe.router, moe.norm_topk, moe.shared_gate) == (
+        8, 2, 24, 1, "softmax", True, True)
+
+
+def test_qwen3_next_shared_expert_width_must_be_a_multiple():
+    from transformers import Qwen3NextConfig
+
+    with pytest.raises(ConversionError, match="shared_expert_intermediate_size"):
+        config_from_transformers(Qwen3NextConfig(num_hidden_layers=4, num_experts=8, moe_intermediate_size=24,
+                                                 shared_expert_intermediate_size=36))
+
+
 def test_mixture_of_experts_and_mla_layers_are_refused_clearly():
-    from transformers import KimiLinearConfig, Qwen3NextConfig
+    from transformers import KimiLinearConfig
 
     with pytest.raises(ConversionError, match="mixture-of-experts"):
-        config_from_transformers(Qwen3NextConfig(num_hidden_layers=4, num_experts=8))
+        config_from_transformers(KimiLinearConfig(num_hidden_layers=3, layer_types=["linear_attention"] * 3,
+                                                  mlp_layer_types=["sparse"] * 3))
     with pytest.raises(ConversionError, match="latent attention"):
         config_from_transformers(KimiLinearConfig(num_hidden_layers=5, mlp_layer_types=["dense"] * 5))
