@@ -10,7 +10,9 @@ import math
 
 import dataclasses
 
+from .attention import Attention
 from .config import ModelConfig, RopeScaling, find_pattern, layer_pattern
+from .linear_attention import LinearAttention
 from .mla import MLA
 from .moe import MoE
 from .positions import Rope
@@ -95,6 +97,11 @@ _CONFIGS = {
     "kimi-k2": dict(DEEPSEEK, vocab_size=163840, context_length=131072, n_heads=64, rope_base=50000.0,
                     rope_scaling=RopeScaling("yarn", factor=32.0, original_context_length=4096, mscale=1.0,
                                              mscale_all_dim=1.0)),
+    # Qwen3-Next-80B-A3B (Qwen Team, 2025), its config.json: 3 Gated DeltaNet layers (16 qk / 32 v heads of 128,
+    # conv 4) per gated full-attention layer (16 heads of 256, 2 K/V heads, per-head QK-norm, RoPE on a quarter of
+    # each head, base 1e7); every layer an MoE of 512 experts of 512, top-10, + 1 shared expert behind a sigmoid gate.
+    "qwen3-next-80b-a3b": dict(QWEN3, vocab_size=151936, context_length=262144, d_model=2048, n_layers=48, n_heads=16,
+                               n_kv_heads=2, head_dim=256, d_ff=5120, rope_base=10000000.0, tie_embeddings=False),
 }
 
 QWEN3_MOE = {"qwen3-30b-a3b": MoE(n_experts=128, top_k=8, d_expert=768),
@@ -152,6 +159,19 @@ def _nope_every(k: int):
     return layers
 
 
+def _hybrid_linear(k: int, linear: LinearAttention, full: Attention, moe: MoE, rotary_fraction: float):
+    """A pattern: k - 1 linear-attention layers (no positions) then one full-attention layer (RoPE on
+    `rotary_fraction` of each head), every feed-forward layer `moe` (Qwen3-Next)."""
+
+    def layers(config: ModelConfig):
+        base = config.layers[0].replace(ffn=moe)
+        rope = Rope(base=base.positions.base, scaling=base.positions.scaling, fraction=rotary_fraction)
+        return layer_pattern(config.n_layers, period=(base.replace(attention=linear, positions=None),) * (k - 1)
+                             + (base.replace(attention=full, positions=rope),))
+
+    return layers
+
+
 # Architectures whose layers differ: config (uniform) -> its per-layer specs, laid over the config's depth.
 _PATTERNS = {
     "smollm3-3b": _nope_every(4),  # transformers' SmolLM3Config: no_rope_layer_interval=4
@@ -167,6 +187,11 @@ _PATTERNS = {
                                                          routed_scaling=2.5)),
     "kimi-k2": _latent_moe(MLA(n_heads=64), 1, MoE(n_experts=384, top_k=8, d_expert=2048, n_shared=1,
                                                    router="sigmoid", routed_scaling=2.827)),
+    "qwen3-next-80b-a3b": _hybrid_linear(
+        4, LinearAttention("gated_deltanet", n_heads=16, n_v_heads=32, head_dim=128, v_head_dim=128, conv_size=4,
+                           output_gate="silu"),
+        Attention(16, 2, 256, qk_norm="per_head", output_gate=True),
+        MoE(n_experts=512, top_k=10, d_expert=512, n_shared=1, shared_gate=True), rotary_fraction=0.25),
 }
 
 # Total parameter counts as published on each model's card or in its paper, for comparison.
@@ -190,6 +215,9 @@ PUBLISHED_PARAMETERS = {
     "mistral-small-3.1": 24_000_000_000,  # text model and Pixtral vision encoder together (see tests/test_windows_zoo.py)
     "deepseek-v3": 671_000_000_000,  # without the 14B multi-token-prediction module
     "kimi-k2": 1_040_000_000_000,  # "1T" on the model card; 1.04T in the technical report
+    # "80B in total": the checkpoint's 81.3B also holds the multi-token-prediction layer (a full-attention layer
+    # with its MoE, ~1.5B), which llmfs and transformers leave out; their count is 79.7B (tests/test_zoo_hybrids.py).
+    "qwen3-next-80b-a3b": 80_000_000_000,
 }
 
 # Parameters used per token as published (MoE models: the "A3B" in a name), for comparison with count.active.
@@ -199,6 +227,7 @@ PUBLISHED_ACTIVE_PARAMETERS = {
     "llama4-maverick": 17_000_000_000,
     "deepseek-v3": 37_000_000_000,
     "kimi-k2": 32_000_000_000,
+    "qwen3-next-80b-a3b": 3_000_000_000,  # "3B activated"
 }
 
 
