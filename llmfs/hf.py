@@ -447,6 +447,8 @@ class HybridLinearFamily:
             if isinstance(spec.ffn, MoE):
                 moe = moe_weights_from_transformers(hf_state, f"model.layers.{i}.mlp.")
                 ours.update({f"ffn.sublayer.{name}": t for name, t in moe.items()})
+                if "mlp.gate.e_score_correction_bias" in theirs:  # DeepSeek V3's selection-only bias (Kimi Linear)
+                    ours["ffn.sublayer.selection_bias"] = theirs["mlp.gate.e_score_correction_bias"]
                 ours.update({f"ffn.sublayer.{a}.weight": theirs[f"mlp.{b}.weight"] for a, b in cls.shared_names.items()})
             else:
                 ours.update({f"{a}.weight": theirs[f"{b}.weight"] for a, b in cls.mlp_names.items()})
@@ -536,6 +538,16 @@ class KimiLinearFamily(HybridLinearFamily):
     @staticmethod
     def uses_experts(hf, i: int) -> bool:
         return hf.mlp_layer_types[i] != "dense"
+
+    shared_names = {"shared.gate": "shared_experts.gate_proj", "shared.up": "shared_experts.up_proj",
+                    "shared.down": "shared_experts.down_proj"}
+
+    @classmethod
+    def moe(cls, hf) -> MoE:
+        """DeepSeek V3's router: sigmoid scores, a selection-only bias, n_group groups, routed scaling; shared experts."""
+        return MoE(n_experts=hf.num_local_experts, top_k=hf.num_experts_per_tok, d_expert=hf.moe_intermediate_size,
+                   n_shared=hf.n_shared_experts or 0, router="sigmoid", norm_topk=hf.norm_topk_prob,
+                   n_group=hf.n_group, topk_group=hf.topk_group, routed_scaling=hf.routed_scaling_factor)
 
     @staticmethod
     def linear_attention(hf) -> LinearAttention:
