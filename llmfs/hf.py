@@ -533,7 +533,7 @@ class Qwen3NextFamily(HybridLinearFamily):
 
 class KimiLinearFamily(HybridLinearFamily):
     """Kimi Linear: Kimi Delta Attention (a decay per key channel, low-rank decay and output gates, a sigmoid gated
-    norm) in 3 of every 4 layers, MLA without positions in the others (not built by llmfs yet)."""
+    norm) in 3 of every 4 layers, MLA without positions in the others; MoE layers with DeepSeek V3's router."""
 
     @staticmethod
     def uses_experts(hf, i: int) -> bool:
@@ -555,11 +555,20 @@ class KimiLinearFamily(HybridLinearFamily):
                                conv_size=hf.linear_conv_kernel_dim, output_gate="sigmoid", low_rank=hf.linear_head_dim)
 
     @staticmethod
-    def full_attention_layer(hf, mlp):
-        if "full_attention" in hf.layer_types:
-            raise ConversionError(f"{hf.model_type}: its full-attention layers are multi-head latent attention (MLA), "
-                                  "which llmfs does not build yet; convert a config whose layer_types are all "
-                                  "'linear_attention'.")
+    def full_attention_layer(hf, mlp) -> LayerSpec:
+        """MLA without positions (NoPE): the 'rotary' key part is shared across heads but never rotated."""
+        return LayerSpec(MLA(n_heads=hf.num_attention_heads, kv_lora_rank=hf.kv_lora_rank, q_lora_rank=hf.q_lora_rank,
+                             qk_nope_head_dim=hf.qk_nope_head_dim, qk_rope_head_dim=hf.qk_rope_head_dim,
+                             v_head_dim=hf.v_head_dim), mlp, positions=None)
+
+    mla_names = {"kv_down": "kv_a_proj_with_mqa", "kv_norm": "kv_a_layernorm", "kv_up": "kv_b_proj",
+                 "out_proj": "o_proj", "q_down": "q_a_proj", "q_norm": "q_a_layernorm", "q_up": "q_b_proj"}
+
+    @classmethod
+    def full_weights(cls, theirs: dict, s: MLA) -> dict:
+        names = dict(cls.mla_names, **({"q_up": "q_proj"} if s.q_lora_rank is None else {}))
+        return {f"{ours}.weight": theirs[f"self_attn.{name}.weight"] for ours, name in names.items()
+                if f"self_attn.{name}.weight" in theirs}
 
     @staticmethod
     def linear_weights(theirs: dict, s: LinearAttention) -> dict:

@@ -1,5 +1,5 @@
 """Qwen3-Next (Gated DeltaNet + gated full attention) and Kimi Linear (KDA) against transformers' torch paths:
-tiny random models with dense and mixture-of-experts layers, sequences longer than one chunk (64), same logits (1e-5, fp32) and same greedy tokens."""
+tiny random models with dense and mixture-of-experts layers (and MLA in Kimi Linear), sequences longer than one chunk (64), same logits (1e-5, fp32) and same greedy tokens."""
 
 import pytest
 import torch
@@ -82,7 +82,20 @@ def tiny_hf_kimi_linear_moe():
     return model
 
 
-MODELS = {"qwen3_next": tiny_hf_qwen3_next, "kimi_linear": tiny_hf_kimi_linear, "kimi_linear_moe": tiny_hf_kimi_linear_moe, "qwen3_next_moe": tiny_hf_qwen3_next_moe}
+def tiny_hf_kimi_linear_mla(q_lora_rank=None):
+    """3 KDA layers then MLA without positions; layer 0 dense, the rest MoE; transformers caches as usual."""
+    model = tiny_hf_kimi_linear(num_hidden_layers=4, layer_types=["linear_attention"] * 3 + ["full_attention"],
+                                mlp_layer_types=["dense", "sparse", "sparse", "sparse"], num_experts=8,
+                                num_experts_per_tok=2, moe_intermediate_size=24, num_shared_experts=1, n_group=4,
+                                topk_group=2, routed_scaling_factor=2.5, q_lora_rank=q_lora_rank, kv_lora_rank=32,
+                                qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, num_key_value_heads=4,
+                                eos_token_id=VOCAB - 1)  # id 1 wins a greedy step here; min_new_tokens would ban an eos
+    model.config.use_cache = model.generation_config.use_cache = True
+    return model
+
+
+MODELS = {"qwen3_next": tiny_hf_qwen3_next, "kimi_linear_mla": tiny_hf_kimi_linear_mla,
+          "kimi_linear_mla_q_lora": lambda: tiny_hf_kimi_linear_mla(q_lora_rank=24), "kimi_linear": tiny_hf_kimi_linear, "kimi_linear_moe": tiny_hf_kimi_linear_moe, "qwen3_next_moe": tiny_hf_qwen3_next_moe}
 
 
 @pytest.mark.parametrize("family", MODELS)
@@ -130,8 +143,11 @@ def test_qwen3_next_shared_expert_width_must_be_a_multiple():
                                                  shared_expert_intermediate_size=36))
 
 
-def test_mixture_of_experts_and_mla_layers_are_refused_clearly():
-    from transformers import KimiLinearConfig
+def test_kimi_linear_full_attention_is_mla_without_positions():
+    from llmfs.mla import MLA
 
-    with pytest.raises(ConversionError, match="latent attention"):
-        config_from_transformers(KimiLinearConfig(num_hidden_layers=5, mlp_layer_types=["dense"] * 5))
+    config = config_from_transformers(tiny_hf_kimi_linear_mla().config)
+    full = config.layers[3]
+    assert isinstance(full.attention, MLA) and full.positions is None
+    assert (full.attention.kv_lora_rank, full.attention.q_lora_rank) == (32, None)
+    assert [type(spec.ffn).__name__ for spec in config.layers] == ["MLP"] + ["MoE"] * 3
