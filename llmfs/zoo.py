@@ -102,6 +102,12 @@ _CONFIGS = {
     # each head, base 1e7); every layer an MoE of 512 experts of 512, top-10, + 1 shared expert behind a sigmoid gate.
     "qwen3-next-80b-a3b": dict(QWEN3, vocab_size=151936, context_length=262144, d_model=2048, n_layers=48, n_heads=16,
                                n_kv_heads=2, head_dim=256, d_ff=5120, rope_base=10000000.0, tie_embeddings=False),
+    # Kimi Linear 48B-A3B (Kimi Team, 2025), its config.json: KDA (32 heads of 128, conv 4) in 20 of 27 layers, MLA
+    # without positions (32 heads, latent 512, no query bottleneck) in layers 4, 8, ..., 24 and 27 (1-based); layer 1
+    # a dense SwiGLU of 9216, the rest MoE: 256 experts of 1024, top-8, sigmoid router, scaling 2.446, 1 shared.
+    "kimi-linear-48b-a3b": dict(vocab_size=163840, context_length=1048576, d_model=2304, n_layers=27, n_heads=32,
+                                d_ff=9216, norm="rmsnorm", norm_eps=1e-5, positions="none", ffn="swiglu",
+                                qkv_bias=False, attn_out_bias=False, mlp_bias=False, tie_embeddings=False),
 }
 
 QWEN3_MOE = {"qwen3-30b-a3b": MoE(n_experts=128, top_k=8, d_expert=768),
@@ -172,6 +178,18 @@ def _hybrid_linear(k: int, linear: LinearAttention, full: Attention, moe: MoE, r
     return layers
 
 
+def _kimi_linear(full_layers: tuple, linear: LinearAttention, full: MLA, moe: MoE, first_dense: int):
+    """Kimi Linear's layers: `full` (MLA, no positions) at the 1-based `full_layers`, `linear` (KDA) elsewhere; the
+    first `first_dense` layers keep the config's dense SwiGLU, the rest are `moe`."""
+
+    def layers(config: ModelConfig):
+        dense = config.layers[0].replace(positions=None)
+        return tuple(dense.replace(attention=full if i + 1 in full_layers else linear,
+                                   **({} if i < first_dense else {"ffn": moe})) for i in range(config.n_layers))
+
+    return layers
+
+
 # Architectures whose layers differ: config (uniform) -> its per-layer specs, laid over the config's depth.
 _PATTERNS = {
     "smollm3-3b": _nope_every(4),  # transformers' SmolLM3Config: no_rope_layer_interval=4
@@ -192,6 +210,11 @@ _PATTERNS = {
                            output_gate="silu"),
         Attention(16, 2, 256, qk_norm="per_head", output_gate=True),
         MoE(n_experts=512, top_k=10, d_expert=512, n_shared=1, shared_gate=True), rotary_fraction=0.25),
+    "kimi-linear-48b-a3b": _kimi_linear(
+        (4, 8, 12, 16, 20, 24, 27),
+        LinearAttention("kda", n_heads=32, head_dim=128, conv_size=4, output_gate="sigmoid", low_rank=128),
+        MLA(n_heads=32, kv_lora_rank=512, q_lora_rank=None, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128),
+        MoE(n_experts=256, top_k=8, d_expert=1024, n_shared=1, router="sigmoid", routed_scaling=2.446), first_dense=1),
 }
 
 # Total parameter counts as published on each model's card or in its paper, for comparison.
@@ -218,6 +241,8 @@ PUBLISHED_PARAMETERS = {
     # "80B in total": the checkpoint's 81.3B also holds the multi-token-prediction layer (a full-attention layer
     # with its MoE, ~1.5B), which llmfs and transformers leave out; their count is 79.7B (tests/test_zoo_hybrids.py).
     "qwen3-next-80b-a3b": 80_000_000_000,
+    # "48B total": llmfs and transformers count 49.1B for its config.json (embeddings untied, 0.75B together)
+    "kimi-linear-48b-a3b": 48_000_000_000,
 }
 
 # Parameters used per token as published (MoE models: the "A3B" in a name), for comparison with count.active.
@@ -228,6 +253,7 @@ PUBLISHED_ACTIVE_PARAMETERS = {
     "deepseek-v3": 37_000_000_000,
     "kimi-k2": 32_000_000_000,
     "qwen3-next-80b-a3b": 3_000_000_000,  # "3B activated"
+    "kimi-linear-48b-a3b": 3_000_000_000,  # "3B activated"
 }
 
 

@@ -53,3 +53,49 @@ def test_qwen3_next_tiny_runs_and_keeps_its_pattern():
         full = model(idx)
         stepped = torch.cat([model(idx[:, t:t + 1], cache=cache) for t in range(12)], dim=1)
     torch.testing.assert_close(stepped, full, atol=1e-5, rtol=1e-4)
+
+
+KIMI_FULL = [i - 1 for i in (4, 8, 12, 16, 20, 24, 27)]
+
+
+def test_kimi_linear_count_equals_transformers_meta_count_and_is_near_the_published_one():
+    pytest.importorskip("transformers.models.kimi_linear")
+    from transformers import KimiLinearConfig, KimiLinearForCausalLM
+
+    # moonshotai/Kimi-Linear-48B-A3B-Instruct's config.json
+    hf = KimiLinearConfig(vocab_size=163840, hidden_size=2304, num_hidden_layers=27, num_attention_heads=32,
+                          num_key_value_heads=32, intermediate_size=9216, q_lora_rank=None, kv_lora_rank=512,
+                          qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, num_experts=256,
+                          num_experts_per_tok=8, moe_intermediate_size=1024, num_shared_experts=1,
+                          routed_scaling_factor=2.446, linear_num_heads=32, linear_head_dim=128,
+                          linear_conv_kernel_dim=4, tie_word_embeddings=False,
+                          layer_types=["full_attention" if i in KIMI_FULL else "linear_attention" for i in range(27)],
+                          mlp_layer_types=["dense"] + ["sparse"] * 26)
+    with torch.device("meta"):
+        theirs = sum(p.numel() for p in KimiLinearForCausalLM(hf).parameters())
+    count = count_parameters(zoo.get("kimi-linear-48b-a3b"))
+    assert count.total == theirs
+    published = zoo.PUBLISHED_PARAMETERS["kimi-linear-48b-a3b"]
+    assert abs(count.total - published) <= 0.03 * published  # 49.1B counted vs "48B"
+    active = count.active - 2 * count.embedding  # "3B activated" leaves out the embeddings: 2.73B here
+    assert abs(active - zoo.PUBLISHED_ACTIVE_PARAMETERS["kimi-linear-48b-a3b"]) <= 0.1 * 3e9
+
+
+def test_kimi_linear_cache_holds_kda_state_plus_mla_latents():
+    config = zoo.get("kimi-linear-48b-a3b")
+    state = 20 * (32 * 128 * 128 + 3 * 32 * 128 * 3)  # 20 KDA layers: state + the q, k, v convs' last 3 inputs
+    per_token = 7 * (512 + 64)  # 7 MLA layers: latent + shared key part
+    for seq_len in (0, 1000):
+        assert kv_cache_bytes(config, seq_len, dtype=torch.float32) == 4 * (state + per_token * seq_len)
+
+
+def test_kimi_linear_tiny_runs_with_its_layer_kinds():
+    config = zoo.tiny("kimi-linear-48b-a3b")
+    assert {type(spec.attention).__name__ for spec in config.layers} == {"LinearAttention", "MLA"}
+    model = llmfs.Transformer(config).eval()
+    idx = torch.randint(0, config.vocab_size, (1, 6))
+    cache = model.new_cache(1)
+    with torch.no_grad():
+        full = model(idx)
+        stepped = torch.cat([model(idx[:, t:t + 1], cache=cache) for t in range(6)], dim=1)
+    torch.testing.assert_close(stepped, full, atol=1e-5, rtol=1e-4)
