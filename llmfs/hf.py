@@ -408,20 +408,24 @@ def _split_rows(weight, groups: int, sizes: list[int]) -> list:
 
 
 class HybridLinearFamily:
-    """Shared by hybrids of linear-attention and full-attention layers: layers from `layer_types`, dense MLPs
-    only (mixture-of-experts layers wait for llmfs.moe), RMSNorm, SwiGLU."""
+    """Shared by hybrids of linear-attention and full-attention layers: layers from `layer_types`, RMSNorm,
+    SwiGLU, and a mixture of experts in the layers `uses_experts` picks (where the family's `moe` builds one)."""
+
+    @classmethod
+    def moe(cls, hf) -> MoE:
+        moe = [i for i in range(hf.num_hidden_layers) if cls.uses_experts(hf, i)]
+        raise ConversionError(f"{hf.model_type}: layers {moe} are mixture-of-experts layers, which llmfs does not "
+                              "convert for this family yet; convert a config whose layers all use dense MLPs.")
 
     @classmethod
     def config(cls, hf) -> ModelConfig:
         _require(hf, "hidden_act", ("silu",))
-        moe = [i for i in range(hf.num_hidden_layers) if cls.uses_experts(hf, i)]
-        if moe:
-            raise ConversionError(f"{hf.model_type}: layers {moe} are mixture-of-experts layers, which llmfs does not "
-                                  "build yet; convert a config whose layers all use dense MLPs.")
         mlp = MLP(hf.intermediate_size, activation="silu", gated=True)
+        experts = cls.moe(hf) if any(cls.uses_experts(hf, i) for i in range(hf.num_hidden_layers)) else None
         linear = LayerSpec(cls.linear_attention(hf), mlp)
         full = cls.full_attention_layer(hf, mlp)
-        layers = tuple(linear if kind == "linear_attention" else full for kind in hf.layer_types)
+        layers = tuple((linear if kind == "linear_attention" else full) for kind in hf.layer_types)
+        layers = tuple(spec.replace(ffn=experts) if cls.uses_experts(hf, i) else spec for i, spec in enumerate(layers))
         return ModelConfig(vocab_size=hf.vocab_size, context_length=hf.max_position_embeddings,
                            d_model=hf.hidden_size, layers=layers, norm="rmsnorm", norm_eps=hf.rms_norm_eps,
                            tie_embeddings=hf.tie_word_embeddings, name=f"{hf.model_type} (from transformers)")
@@ -441,7 +445,14 @@ class HybridLinearFamily:
                       if key.startswith(f"model.layers.{i}.")}
             ours = {"attention.norm.weight": cls.norm_weight(theirs["input_layernorm.weight"]),
                     "ffn.norm.weight": cls.norm_weight(theirs["post_attention_layernorm.weight"])}
-            ours.update({f"{a}.weight": theirs[f"{b}.weight"] for a, b in cls.mlp_names.items()})
+            if isinstance(spec.ffn, MoE):
+                moe = moe_weights_from_transformers(hf_state, f"model.layers.{i}.mlp.")
+                ours.update({f"ffn.sublayer.{name}": t for name, t in moe.items()})
+                if "mlp.gate.e_score_correction_bias" in theirs:  # DeepSeek V3's selection-only bias (Kimi Linear)
+                    ours["ffn.sublayer.selection_bias"] = theirs["mlp.gate.e_score_correction_bias"]
+                ours.update({f"ffn.sublayer.{a}.weight": theirs[f"mlp.{b}.weight"] for a, b in cls.shared_names.items()})
+            else:
+                ours.update({f"{a}.weight": theirs[f"{b}.weight"] for a, b in cls.mlp_names.items()})
             if isinstance(spec.attention, LinearAttention):
                 ours.update({f"attention.sublayer.{k}": t for k, t in cls.linear_weights(theirs, spec.attention).items()})
             else:
@@ -456,7 +467,21 @@ class HybridLinearFamily:
 
 class Qwen3NextFamily(HybridLinearFamily):
     """Qwen3-Next: 3 Gated DeltaNet layers per full-attention layer; full attention has per-head QK-norm, RoPE on a
-    quarter of each head and a sigmoid output gate (packed with the queries); RMSNorms scale by 1 + weight."""
+    quarter of each head and a sigmoid output gate (packed with the queries); RMSNorms scale by 1 + weight.
+    MoE layers: softmax top-k (norm_topk_prob) plus one shared expert scaled by a sigmoid gate."""
+
+    shared_names = {"shared.gate": "shared_expert.gate_proj", "shared.up": "shared_expert.up_proj",
+                    "shared.down": "shared_expert.down_proj", "shared_gate": "shared_expert_gate"}
+
+    @classmethod
+    def moe(cls, hf) -> MoE:
+        n_shared, rest = divmod(hf.shared_expert_intermediate_size, hf.moe_intermediate_size)
+        if rest or n_shared < 1:
+            raise ConversionError(f"{hf.model_type}: shared_expert_intermediate_size={hf.shared_expert_intermediate_size}"
+                                  f" must be a positive multiple of moe_intermediate_size={hf.moe_intermediate_size}: "
+                                  "llmfs's shared experts are n_shared experts of the routed experts' width.")
+        return MoE(n_experts=hf.num_experts, top_k=hf.num_experts_per_tok, d_expert=hf.moe_intermediate_size,
+                   n_shared=n_shared, norm_topk=hf.norm_topk_prob, shared_gate=True)
 
     @staticmethod
     def uses_experts(hf, i: int) -> bool:
@@ -509,11 +534,21 @@ class Qwen3NextFamily(HybridLinearFamily):
 
 class KimiLinearFamily(HybridLinearFamily):
     """Kimi Linear: Kimi Delta Attention (a decay per key channel, low-rank decay and output gates, a sigmoid gated
-    norm) in 3 of every 4 layers, MLA without positions in the others (not built by llmfs yet)."""
+    norm) in 3 of every 4 layers, MLA without positions in the others; MoE layers with DeepSeek V3's router."""
 
     @staticmethod
     def uses_experts(hf, i: int) -> bool:
         return hf.mlp_layer_types[i] != "dense"
+
+    shared_names = {"shared.gate": "shared_experts.gate_proj", "shared.up": "shared_experts.up_proj",
+                    "shared.down": "shared_experts.down_proj"}
+
+    @classmethod
+    def moe(cls, hf) -> MoE:
+        """DeepSeek V3's router: sigmoid scores, a selection-only bias, n_group groups, routed scaling; shared experts."""
+        return MoE(n_experts=hf.num_local_experts, top_k=hf.num_experts_per_tok, d_expert=hf.moe_intermediate_size,
+                   n_shared=hf.n_shared_experts or 0, router="sigmoid", norm_topk=hf.norm_topk_prob,
+                   n_group=hf.n_group, topk_group=hf.topk_group, routed_scaling=hf.routed_scaling_factor)
 
     @staticmethod
     def linear_attention(hf) -> LinearAttention:
@@ -521,11 +556,20 @@ class KimiLinearFamily(HybridLinearFamily):
                                conv_size=hf.linear_conv_kernel_dim, output_gate="sigmoid", low_rank=hf.linear_head_dim)
 
     @staticmethod
-    def full_attention_layer(hf, mlp):
-        if "full_attention" in hf.layer_types:
-            raise ConversionError(f"{hf.model_type}: its full-attention layers are multi-head latent attention (MLA), "
-                                  "which llmfs does not build yet; convert a config whose layer_types are all "
-                                  "'linear_attention'.")
+    def full_attention_layer(hf, mlp) -> LayerSpec:
+        """MLA without positions (NoPE): the 'rotary' key part is shared across heads but never rotated."""
+        return LayerSpec(MLA(n_heads=hf.num_attention_heads, kv_lora_rank=hf.kv_lora_rank, q_lora_rank=hf.q_lora_rank,
+                             qk_nope_head_dim=hf.qk_nope_head_dim, qk_rope_head_dim=hf.qk_rope_head_dim,
+                             v_head_dim=hf.v_head_dim), mlp, positions=None)
+
+    mla_names = {"kv_down": "kv_a_proj_with_mqa", "kv_norm": "kv_a_layernorm", "kv_up": "kv_b_proj",
+                 "out_proj": "o_proj", "q_down": "q_a_proj", "q_norm": "q_a_layernorm", "q_up": "q_b_proj"}
+
+    @classmethod
+    def full_weights(cls, theirs: dict, s: MLA) -> dict:
+        names = dict(cls.mla_names, **({"q_up": "q_proj"} if s.q_lora_rank is None else {}))
+        return {f"{ours}.weight": theirs[f"self_attn.{name}.weight"] for ours, name in names.items()
+                if f"self_attn.{name}.weight" in theirs}
 
     @staticmethod
     def linear_weights(theirs: dict, s: LinearAttention) -> dict:

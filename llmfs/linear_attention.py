@@ -362,3 +362,61 @@ class LinearAttentionLayer(nn.Module):
         if s.output_gate is not None:
             out = self.norm(out, self.gate_proj(x).view(B, T, s.n_v_heads, s.v_head_dim))
         return self.out_proj(out.reshape(B, T, s.n_v_heads * s.v_head_dim))
+
+
+class Mamba2Mixer(nn.Module):
+    """Mamba-2's mixer as gated linear attention with a scalar decay per head (the SSD view): in_proj -> [z | x, B, C
+    | dt]; a causal depthwise conv + SiLU on (x, B, C); queries C, keys B, values Δ·x, log decay Δ·A (Δ = softplus(dt
+    + dt_bias), A = -exp(A_log)); plus D·x; a gated RMSNorm (y · SiLU(z), per group) and out_proj. Same weight names
+    as transformers' `Mamba2Mixer`, so its state dict loads directly."""
+
+    def __init__(self, d_model: int, n_heads: int, head_dim: int, state_size: int, n_groups: int = 1,
+                 conv_size: int = 4, chunk_size: int = 64, eps: float = 1e-5, bias: bool = False, conv_bias: bool = True):
+        super().__init__()
+        for field, value in (("n_heads", n_heads), ("head_dim", head_dim), ("state_size", state_size),
+                             ("n_groups", n_groups), ("conv_size", conv_size), ("chunk_size", chunk_size)):
+            positive_int(field, value)
+        if n_heads % n_groups:
+            raise ConfigError(f"n_heads={n_heads} is not divisible by n_groups={n_groups}.")
+        self.n_heads, self.head_dim, self.state_size, self.n_groups = n_heads, head_dim, state_size, n_groups
+        self.chunk_size, self.eps, self.d_inner = chunk_size, eps, n_heads * head_dim
+        self.conv_dim = self.d_inner + 2 * n_groups * state_size
+        self.in_proj = nn.Linear(d_model, self.d_inner + self.conv_dim + n_heads, bias=bias)
+        self.conv1d = nn.Conv1d(self.conv_dim, self.conv_dim, conv_size, groups=self.conv_dim, bias=conv_bias)
+        self.dt_bias = nn.Parameter(torch.zeros(n_heads))
+        self.A_log = nn.Parameter(torch.zeros(n_heads))
+        self.D = nn.Parameter(torch.ones(n_heads))
+        self.norm = nn.Module()
+        self.norm.weight = nn.Parameter(torch.ones(self.d_inner))
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+
+    def new_state(self, batch_size: int) -> dict:
+        """The fixed-size state: the conv's last conv_size - 1 inputs and the (B, H, state_size, head_dim) memory."""
+        w = self.conv1d.weight
+        return {"conv": w.new_zeros(batch_size, self.conv_dim, self.conv1d.kernel_size[0] - 1),
+                "ssm": w.new_zeros(batch_size, self.n_heads, self.state_size, self.head_dim)}
+
+    def forward(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:  # (B, T, d_model)
+        B, T, _ = x.shape
+        z, xbc, dt = self.in_proj(x).split([self.d_inner, self.conv_dim, self.n_heads], dim=-1)
+        past = state["conv"] if state is not None else xbc.new_zeros(B, self.conv_dim, self.conv1d.kernel_size[0] - 1)
+        padded = torch.cat([past, xbc.transpose(1, 2)], dim=-1)  # (B, conv_dim, K - 1 + T)
+        xbc = F.silu(self.conv1d(padded)).transpose(1, 2)  # (B, T, conv_dim)
+        xs, Bs, Cs = xbc.split([self.d_inner, self.n_groups * self.state_size, self.n_groups * self.state_size], -1)
+        xs = xs.view(B, T, self.n_heads, self.head_dim)
+        per_head = lambda t: t.view(B, T, self.n_groups, self.state_size).repeat_interleave(  # noqa: E731
+            self.n_heads // self.n_groups, dim=2).transpose(1, 2)  # (B, H, T, state_size)
+        delta = F.softplus(dt + self.dt_bias)  # (B, T, H)
+        log_decay = (delta * -torch.exp(self.A_log.float())).transpose(1, 2)  # (B, H, T)
+        v = (xs * delta[..., None]).transpose(1, 2)  # (B, H, T, head_dim)
+        form = recurrent if state is not None and T == 1 else chunked
+        kwargs = {} if form is recurrent else {"chunk_size": self.chunk_size}
+        y, ssm = form(per_head(Cs), per_head(Bs), v, log_decay, None,
+                      state=None if state is None else state["ssm"], **kwargs)
+        if state is not None:
+            state["conv"], state["ssm"] = padded[..., padded.shape[-1] - past.shape[-1]:], ssm
+        y = y.transpose(1, 2) + self.D[:, None] * xs  # (B, T, H, head_dim)
+        y = y.reshape(B, T, self.d_inner) * F.silu(z)
+        grouped = y.view(B, T, self.n_groups, -1)
+        y = (grouped * torch.rsqrt(grouped.pow(2).mean(-1, keepdim=True) + self.eps)).view(B, T, -1)
+        return self.out_proj(self.norm.weight * y)

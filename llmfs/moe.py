@@ -35,6 +35,7 @@ class MoE(Settings):
     expert at ceil(capacity_factor * tokens * top_k / n_experts) assignments and drops the rest.
     gpt-oss: router_bias / expert_bias (linear layers with biases), swiglu_limit (None: plain gate; else gpt-oss's clamped SwiGLU: gate clamped above at the
     limit, up to +-limit, out = (up + 1) * gate * sigmoid(swiglu_alpha * gate)).
+    shared_gate: scale the shared experts' output by sigmoid(w . x), one learned scalar per token (Qwen3-Next).
     """
 
     n_experts: int = 8
@@ -56,6 +57,7 @@ class MoE(Settings):
     expert_bias: bool = False
     swiglu_limit: float | None = None
     swiglu_alpha: float = 1.702
+    shared_gate: bool = False
 
     derivable = ("d_expert",)
 
@@ -94,6 +96,10 @@ class MoE(Settings):
             if not self.gated:
                 raise ConfigError("swiglu_limit needs gated=True (it clamps a gated expert's gate and up).")
         number("swiglu_alpha", self.swiglu_alpha, low=0)
+        boolean("shared_gate", self.shared_gate)
+        if self.shared_gate and not self.n_shared:
+            raise ConfigError("shared_gate=True scales the shared experts' output by a sigmoid gate, so it needs "
+                              f"n_shared >= 1, got n_shared={self.n_shared!r}.")
 
     def build(self, config) -> nn.Module:
         return MixtureOfExperts(config.d_model, self)
@@ -108,7 +114,8 @@ class MoE(Settings):
                    z_loss_weight=self.z_loss_weight, bias_update_rate=self.bias_update_rate,
                    router_bias=self.router_bias, expert_bias=self.expert_bias,
                    swiglu_limit=self.swiglu_limit,
-                   swiglu_alpha=self.swiglu_alpha)
+                   swiglu_alpha=self.swiglu_alpha,
+                   shared_gate=self.shared_gate)
 
     def __str__(self) -> str:
         shared = f" + {self.n_shared} shared" if self.n_shared else ""
@@ -196,6 +203,8 @@ class MixtureOfExperts(nn.Module):
         self.experts = Experts(d_model, s)
         shared = MLP(s.n_shared * s.d_expert, s.activation, s.gated)
         self.shared = (GatedMLP if s.gated else PlainMLP)(d_model, shared) if s.n_shared else None
+        # Qwen3-Next: the shared experts' output times sigmoid(w . x), one scalar per token
+        self.shared_gate = nn.Linear(d_model, 1, bias=False) if s.shared_gate else None
         self.dispatch = "sorted"
         self.auxiliary_loss = None
         self.register_buffer("load", torch.zeros(s.n_experts), persistent=False)
@@ -247,7 +256,8 @@ class MixtureOfExperts(nn.Module):
             self._record_balance(counts_all, scores, logits)
         out = (self._loop if self.dispatch == "loop" else self._sorted)(x, weights, experts, keep)
         if self.shared is not None:
-            out = out + self.shared(x)
+            shared = self.shared(x)
+            out = out + (shared if self.shared_gate is None else torch.sigmoid(self.shared_gate(x)) * shared)
         return out.view(shape)
 
     def _loop(self, x, weights, experts, keep):

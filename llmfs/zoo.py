@@ -10,7 +10,9 @@ import math
 
 import dataclasses
 
+from .attention import Attention
 from .config import ModelConfig, RopeScaling, find_pattern, layer_pattern
+from .linear_attention import LinearAttention
 from .mla import MLA
 from .moe import MoE
 from .positions import Rope
@@ -105,6 +107,17 @@ _CONFIGS = {
     # gpt-oss (OpenAI, 2025): its layers in _PATTERNS
     "gpt-oss-20b": dict(GPT_OSS, n_layers=24),
     "gpt-oss-120b": dict(GPT_OSS, n_layers=36),
+    # Qwen3-Next-80B-A3B (Qwen Team, 2025), its config.json: 3 Gated DeltaNet layers (16 qk / 32 v heads of 128,
+    # conv 4) per gated full-attention layer (16 heads of 256, 2 K/V heads, per-head QK-norm, RoPE on a quarter of
+    # each head, base 1e7); every layer an MoE of 512 experts of 512, top-10, + 1 shared expert behind a sigmoid gate.
+    "qwen3-next-80b-a3b": dict(QWEN3, vocab_size=151936, context_length=262144, d_model=2048, n_layers=48, n_heads=16,
+                               n_kv_heads=2, head_dim=256, d_ff=5120, rope_base=10000000.0, tie_embeddings=False),
+    # Kimi Linear 48B-A3B (Kimi Team, 2025), its config.json: KDA (32 heads of 128, conv 4) in 20 of 27 layers, MLA
+    # without positions (32 heads, latent 512, no query bottleneck) in layers 4, 8, ..., 24 and 27 (1-based); layer 1
+    # a dense SwiGLU of 9216, the rest MoE: 256 experts of 1024, top-8, sigmoid router, scaling 2.446, 1 shared.
+    "kimi-linear-48b-a3b": dict(vocab_size=163840, context_length=1048576, d_model=2304, n_layers=27, n_heads=32,
+                                d_ff=9216, norm="rmsnorm", norm_eps=1e-5, positions="none", ffn="swiglu",
+                                qkv_bias=False, attn_out_bias=False, mlp_bias=False, tie_embeddings=False),
 }
 
 QWEN3_MOE = {"qwen3-30b-a3b": MoE(n_experts=128, top_k=8, d_expert=768),
@@ -177,6 +190,31 @@ def _gpt_oss(n_experts: int):
     return layers
 
 
+def _hybrid_linear(k: int, linear: LinearAttention, full: Attention, moe: MoE, rotary_fraction: float):
+    """A pattern: k - 1 linear-attention layers (no positions) then one full-attention layer (RoPE on
+    `rotary_fraction` of each head), every feed-forward layer `moe` (Qwen3-Next)."""
+
+    def layers(config: ModelConfig):
+        base = config.layers[0].replace(ffn=moe)
+        rope = Rope(base=base.positions.base, scaling=base.positions.scaling, fraction=rotary_fraction)
+        return layer_pattern(config.n_layers, period=(base.replace(attention=linear, positions=None),) * (k - 1)
+                             + (base.replace(attention=full, positions=rope),))
+
+    return layers
+
+
+def _kimi_linear(full_layers: tuple, linear: LinearAttention, full: MLA, moe: MoE, first_dense: int):
+    """Kimi Linear's layers: `full` (MLA, no positions) at the 1-based `full_layers`, `linear` (KDA) elsewhere; the
+    first `first_dense` layers keep the config's dense SwiGLU, the rest are `moe`."""
+
+    def layers(config: ModelConfig):
+        dense = config.layers[0].replace(positions=None)
+        return tuple(dense.replace(attention=full if i + 1 in full_layers else linear,
+                                   **({} if i < first_dense else {"ffn": moe})) for i in range(config.n_layers))
+
+    return layers
+
+
 # Architectures whose layers differ: config (uniform) -> its per-layer specs, laid over the config's depth.
 _PATTERNS = {
     "smollm3-3b": _nope_every(4),  # transformers' SmolLM3Config: no_rope_layer_interval=4
@@ -194,6 +232,16 @@ _PATTERNS = {
     "gpt-oss-120b": _gpt_oss(128),
     "kimi-k2": _latent_moe(MLA(n_heads=64), 1, MoE(n_experts=384, top_k=8, d_expert=2048, n_shared=1,
                                                    router="sigmoid", routed_scaling=2.827)),
+    "qwen3-next-80b-a3b": _hybrid_linear(
+        4, LinearAttention("gated_deltanet", n_heads=16, n_v_heads=32, head_dim=128, v_head_dim=128, conv_size=4,
+                           output_gate="silu"),
+        Attention(16, 2, 256, qk_norm="per_head", output_gate=True),
+        MoE(n_experts=512, top_k=10, d_expert=512, n_shared=1, shared_gate=True), rotary_fraction=0.25),
+    "kimi-linear-48b-a3b": _kimi_linear(
+        (4, 8, 12, 16, 20, 24, 27),
+        LinearAttention("kda", n_heads=32, head_dim=128, conv_size=4, output_gate="sigmoid", low_rank=128),
+        MLA(n_heads=32, kv_lora_rank=512, q_lora_rank=None, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128),
+        MoE(n_experts=256, top_k=8, d_expert=1024, n_shared=1, router="sigmoid", routed_scaling=2.446), first_dense=1),
 }
 
 # Total parameter counts as published on each model's card or in its paper, for comparison.
@@ -219,6 +267,11 @@ PUBLISHED_PARAMETERS = {
     "kimi-k2": 1_040_000_000_000,  # "1T" on the model card; 1.04T in the technical report
     "gpt-oss-20b": 20_900_000_000,  # gpt-oss model card (OpenAI, 2025), table 1
     "gpt-oss-120b": 116_800_000_000,
+    # "80B in total": the checkpoint's 81.3B also holds the multi-token-prediction layer (a full-attention layer
+    # with its MoE, ~1.5B), which llmfs and transformers leave out; their count is 79.7B (tests/test_zoo_hybrids.py).
+    "qwen3-next-80b-a3b": 80_000_000_000,
+    # "48B total": llmfs and transformers count 49.1B for its config.json (embeddings untied, 0.75B together)
+    "kimi-linear-48b-a3b": 48_000_000_000,
 }
 
 # Parameters used per token as published (MoE models: the "A3B" in a name), for comparison with count.active.
@@ -230,6 +283,8 @@ PUBLISHED_ACTIVE_PARAMETERS = {
     "kimi-k2": 32_000_000_000,
     "gpt-oss-20b": 3_610_000_000,
     "gpt-oss-120b": 5_130_000_000,
+    "qwen3-next-80b-a3b": 3_000_000_000,  # "3B activated"
+    "kimi-linear-48b-a3b": 3_000_000_000,  # "3B activated"
 }
 
 

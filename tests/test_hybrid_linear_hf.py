@@ -1,5 +1,5 @@
 """Qwen3-Next (Gated DeltaNet + gated full attention) and Kimi Linear (KDA) against transformers' torch paths:
-tiny random models with dense MLPs, sequences longer than one chunk (64), same logits (1e-5, fp32) and same greedy tokens."""
+tiny random models with dense and mixture-of-experts layers (and MLA in Kimi Linear), sequences longer than one chunk (64), same logits (1e-5, fp32) and same greedy tokens."""
 
 import pytest
 import torch
@@ -61,7 +61,41 @@ def tiny_hf_kimi_linear(**overrides):
     return model
 
 
-MODELS = {"qwen3_next": tiny_hf_qwen3_next, "kimi_linear": tiny_hf_kimi_linear}
+def tiny_hf_qwen3_next_moe():
+    """Layers 0 and 2 dense (mlp_only_layers, decoder_sparse_step=1), 1 and 3 MoE: softmax top-2 of 8 renormalised,
+    one shared expert behind a sigmoid gate."""
+    return tiny_hf_qwen3_next(num_experts=8, num_experts_per_tok=2, moe_intermediate_size=24,
+                              shared_expert_intermediate_size=24, decoder_sparse_step=1, mlp_only_layers=[0, 2],
+                              norm_topk_prob=True)
+
+
+def tiny_hf_kimi_linear_moe():
+    """Layer 0 dense, 1 and 2 MoE: sigmoid top-2 of 8 in 4 groups (2 may be chosen), routed scaling, 1 shared expert,
+    a random selection bias."""
+    model = tiny_hf_kimi_linear(mlp_layer_types=["dense", "sparse", "sparse"], num_experts=8, num_experts_per_tok=2,
+                                moe_intermediate_size=24, num_shared_experts=1, n_group=4, topk_group=2,
+                                routed_scaling_factor=2.5, norm_topk_prob=True)
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            if "e_score_correction_bias" in name:
+                buffer.copy_(0.1 * torch.rand(buffer.shape))
+    return model
+
+
+def tiny_hf_kimi_linear_mla(q_lora_rank=None):
+    """3 KDA layers then MLA without positions; layer 0 dense, the rest MoE; transformers caches as usual."""
+    model = tiny_hf_kimi_linear(num_hidden_layers=4, layer_types=["linear_attention"] * 3 + ["full_attention"],
+                                mlp_layer_types=["dense", "sparse", "sparse", "sparse"], num_experts=8,
+                                num_experts_per_tok=2, moe_intermediate_size=24, num_shared_experts=1, n_group=4,
+                                topk_group=2, routed_scaling_factor=2.5, q_lora_rank=q_lora_rank, kv_lora_rank=32,
+                                qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, num_key_value_heads=4,
+                                eos_token_id=VOCAB - 1)  # id 1 wins a greedy step here; min_new_tokens would ban an eos
+    model.config.use_cache = model.generation_config.use_cache = True
+    return model
+
+
+MODELS = {"qwen3_next": tiny_hf_qwen3_next, "kimi_linear_mla": tiny_hf_kimi_linear_mla,
+          "kimi_linear_mla_q_lora": lambda: tiny_hf_kimi_linear_mla(q_lora_rank=24), "kimi_linear": tiny_hf_kimi_linear, "kimi_linear_moe": tiny_hf_kimi_linear_moe, "qwen3_next_moe": tiny_hf_qwen3_next_moe}
 
 
 @pytest.mark.parametrize("family", MODELS)
@@ -90,10 +124,30 @@ def test_qwen3_next_layers_follow_its_pattern():
     assert full.positions.rotary_dim(16) == 4
 
 
-def test_mixture_of_experts_and_mla_layers_are_refused_clearly():
-    from transformers import KimiLinearConfig, Qwen3NextConfig
+def test_qwen3_next_moe_layers_are_mapped_as_settings():
+    from llmfs.moe import MoE
 
-    with pytest.raises(ConversionError, match="mixture-of-experts"):
-        config_from_transformers(Qwen3NextConfig(num_hidden_layers=4, num_experts=8))
-    with pytest.raises(ConversionError, match="latent attention"):
-        config_from_transformers(KimiLinearConfig(num_hidden_layers=5, mlp_layer_types=["dense"] * 5))
+    config = config_from_transformers(tiny_hf_qwen3_next_moe().config)
+    ffns = [spec.ffn for spec in config.layers]
+    assert [isinstance(f, MoE) for f in ffns] == [False, True, False, True]
+    moe = ffns[1]
+    assert (moe.n_experts, moe.top_k, moe.d_expert, moe.n_shared, moe.router, moe.norm_topk, moe.shared_gate) == (
+        8, 2, 24, 1, "softmax", True, True)
+
+
+def test_qwen3_next_shared_expert_width_must_be_a_multiple():
+    from transformers import Qwen3NextConfig
+
+    with pytest.raises(ConversionError, match="shared_expert_intermediate_size"):
+        config_from_transformers(Qwen3NextConfig(num_hidden_layers=4, num_experts=8, moe_intermediate_size=24,
+                                                 shared_expert_intermediate_size=36))
+
+
+def test_kimi_linear_full_attention_is_mla_without_positions():
+    from llmfs.mla import MLA
+
+    config = config_from_transformers(tiny_hf_kimi_linear_mla().config)
+    full = config.layers[3]
+    assert isinstance(full.attention, MLA) and full.positions is None
+    assert (full.attention.kv_lora_rank, full.attention.q_lora_rank) == (32, None)
+    assert [type(spec.ffn).__name__ for spec in config.layers] == ["MLP"] + ["MoE"] * 3

@@ -197,3 +197,25 @@ def test_pair_lookup_task_pairs_batches_and_accuracy():
     def oracle(x):  # answers every pair from the table
         return torch.nn.functional.one_hot(task.table[x[:, 0], x[:, 1] - 8], 16).float().unsqueeze(1).repeat(1, 2, 1)
     assert task.accuracy(oracle) == 1.0
+
+
+def test_shared_gate_scales_the_shared_expert_by_a_sigmoid():
+    import torch
+
+    from llmfs.moe import MixtureOfExperts, MoE
+    from llmfs.settings import ConfigError
+
+    torch.manual_seed(0)
+    layer = MixtureOfExperts(16, MoE(n_experts=4, top_k=2, d_expert=8, n_shared=1, shared_gate=True))
+    x = torch.randn(2, 5, 16)
+    with torch.no_grad():
+        layer.shared_gate.weight.zero_()  # sigmoid(0) = 1/2
+        gated = layer(x)
+        ungated = layer.shared(x.reshape(-1, 16)).view_as(x)
+        layer.shared_gate = None
+        plain = layer(x)
+    torch.testing.assert_close(plain - gated, 0.5 * ungated)
+    with pytest.raises(ConfigError, match="shared_gate"):
+        MoE(n_experts=4, top_k=2, d_expert=8, n_shared=0, shared_gate=True).check(16)
+    with pytest.raises(ConfigError, match="shared_gate"):
+        MoE(n_experts=4, top_k=2, d_expert=8, n_shared=1, shared_gate="yes").check(16)
