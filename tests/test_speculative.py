@@ -9,6 +9,8 @@ import llmfs
 from llmfs import speculative
 from llmfs.cache import KVLayerCache
 
+_exact_rule = speculative.accept_or_correct
+
 
 def _pair(vocab=8, sharpen=4.0, seed=0):
     """A tiny target and a different tiny draft; heads scaled so their distributions are peaked and differ."""
@@ -62,7 +64,7 @@ def _chi_square_two_tokens(target, draft, draws, seed):
 
 def _wrong_rule(p, q, drafted, generator=None):
     """A plausible mistake: on rejection sample from the target p, not from the residual max(0, p - q)."""
-    n, _ = speculative.accept_or_correct(p, q, drafted, generator)
+    n, _ = _exact_rule(p, q, drafted, generator)
     row = p[n] if n < drafted.shape[0] else p[-1]
     return n, torch.multinomial(row, 1, generator=generator)
 
@@ -93,7 +95,7 @@ def test_cache_truncate_rolls_back_in_place():
 
 
 def test_cache_that_cannot_roll_back_is_refused():
-    config = llmfs.zoo.tiny("mistral-7b", vocab_size=8, context_length=64)  # sliding window: a ring buffer
+    config = llmfs.zoo.tiny("gemma3-270m", vocab_size=8, context_length=64)  # sliding window: a ring buffer
     model = llmfs.Transformer(config)
     if model.new_cache(1).can_truncate:
         pytest.skip("this zoo entry's tiny cache can roll back")
