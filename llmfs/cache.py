@@ -32,6 +32,22 @@ class LayerCache:
     def reserve(self, n_tokens: int) -> None:
         """Make room for `n_tokens` tokens in all ahead of time; a cache that does not allocate ahead ignores it."""
 
+    def truncate(self, length: int) -> None:
+        """Forget every token from position `length` on (speculative decoding rolls back rejected drafts).
+
+        Only caches that keep every past token can; a ring buffer or a recurrent state has already
+        overwritten or folded in what came before, so those refuse (snapshot the model's cache instead).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot roll back: it does not keep every past token separately "
+            "(ring-buffer windows and recurrent states overwrite them); speculative decoding needs "
+            "a model whose layers all use full keys/values (KVLayerCache or ConcatKVLayerCache)."
+        )
+
+    def _check_truncate(self, length: int) -> None:
+        if not isinstance(length, int) or isinstance(length, bool) or not 0 <= length <= self.length:
+            raise ValueError(f"length must be an integer in [0, {self.length}] (tokens cached), got {length!r}.")
+
     @property
     def nbytes(self) -> int:
         """Bytes held by this layer's cached tensors for the tokens seen."""
@@ -58,6 +74,12 @@ class ConcatKVLayerCache(LayerCache):
             self.tensors = tuple(new)
         self.length += new[0].shape[2]
         return self.tensors
+
+    def truncate(self, length: int) -> None:
+        """Keep the first `length` tokens only."""
+        self._check_truncate(length)
+        self.tensors = tuple(t[:, :, :length] for t in self.tensors)
+        self.length = length
 
 
 class WindowLayerCache(LayerCache):
@@ -147,6 +169,12 @@ class KVLayerCache(LayerCache):
         self.tensors = tuple(buffer[:, :, :end] for buffer in self.buffers)
         return self.tensors
 
+    def truncate(self, length: int) -> None:
+        """Keep the first `length` tokens only: the buffers stay, the next update overwrites the rest in place."""
+        self._check_truncate(length)
+        self.length = length
+        self.tensors = tuple(buffer[:, :, :length] for buffer in self.buffers)
+
     @property
     def allocated_nbytes(self) -> int:
         return sum(b.numel() * b.element_size() for b in self.buffers)
@@ -172,6 +200,19 @@ class KVCache:
             raise ValueError(f"n_tokens must be an integer >= 0, got {n_tokens!r}.")
         for layer in self.layers:
             layer.reserve(n_tokens)
+
+    def truncate(self, length: int) -> None:
+        """Roll every layer back to its first `length` tokens (raises for layers that cannot roll back)."""
+        for layer in self.layers:  # refuse before touching any layer, so a failed call changes nothing
+            if type(layer).truncate is LayerCache.truncate:
+                layer.truncate(length)
+        for layer in self.layers:
+            layer.truncate(length)
+
+    @property
+    def can_truncate(self) -> bool:
+        """Whether every layer can roll back (`truncate`)."""
+        return all(type(layer).truncate is not LayerCache.truncate for layer in self.layers)
 
     @property
     def length(self) -> int:
