@@ -6,14 +6,8 @@ import torch
 
 
 @torch.no_grad()
-def generate(model, idx, max_new_tokens, temperature=0.0, top_k=None, use_cache=True, generator=None):
-    """Append `max_new_tokens` tokens to `idx` (B, T) and return the ids (B, T + max_new_tokens).
-
-    temperature=0 picks the most likely token (greedy); otherwise logits are divided by the
-    temperature and, if top_k is set, only the k most likely tokens may be sampled.
-    use_cache=True prefills a KV cache once and then feeds one token per step; use_cache=False
-    recomputes the whole sequence every step (same tokens, much slower: chapter 3).
-    """
+def check_decoding_arguments(idx, max_new_tokens, temperature) -> None:
+    """Clear errors for the arguments every decoder takes: token ids (B, T), a token count, a temperature."""
     if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"idx must be integer token ids of shape (B, T), got {getattr(idx, 'shape', idx)!r}.")
     if idx.shape[0] == 0 or idx.shape[1] == 0:
@@ -23,6 +17,17 @@ def generate(model, idx, max_new_tokens, temperature=0.0, top_k=None, use_cache=
     if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not math.isfinite(temperature) \
             or temperature < 0:
         raise ValueError(f"temperature must be a finite number >= 0 (0 is greedy), got {temperature!r}.")
+
+
+def generate(model, idx, max_new_tokens, temperature=0.0, top_k=None, use_cache=True, generator=None):
+    """Append `max_new_tokens` tokens to `idx` (B, T) and return the ids (B, T + max_new_tokens).
+
+    temperature=0 picks the most likely token (greedy); otherwise logits are divided by the
+    temperature and, if top_k is set, only the k most likely tokens may be sampled.
+    use_cache=True prefills a KV cache once and then feeds one token per step; use_cache=False
+    recomputes the whole sequence every step (same tokens, much slower: chapter 3).
+    """
+    check_decoding_arguments(idx, max_new_tokens, temperature)
     if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
         raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}.")
     if not isinstance(use_cache, bool):

@@ -10,10 +10,11 @@ Both models keep KV caches; rejected tokens are rolled back with `KVCache.trunca
 cannot roll back (ring-buffer windows, recurrent linear-attention states) are refused up front.
 """
 
-import math
 from dataclasses import dataclass, field
 
 import torch
+
+from .generate import check_decoding_arguments
 
 
 @dataclass
@@ -77,17 +78,11 @@ def accept_or_correct(p: torch.Tensor, q: torch.Tensor, drafted: torch.Tensor, g
 
 
 def _check_inputs(target, draft, idx, max_new_tokens, k, temperature):
-    if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"idx must be integer token ids of shape (1, T), got {getattr(idx, 'shape', idx)!r}.")
-    if idx.shape[0] != 1 or idx.shape[1] == 0:
+    check_decoding_arguments(idx, max_new_tokens, temperature)
+    if idx.shape[0] != 1:
         raise ValueError(f"idx must be one sequence of at least one token, shape (1, T); got {tuple(idx.shape)}.")
-    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}.")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k (tokens drafted per round) must be a positive integer, got {k!r}.")
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not math.isfinite(temperature) \
-            or temperature < 0:
-        raise ValueError(f"temperature must be a finite number >= 0 (0 is greedy), got {temperature!r}.")
     if draft.config.vocab_size != target.config.vocab_size:
         raise ValueError(f"draft vocab_size={draft.config.vocab_size} differs from target vocab_size="
                          f"{target.config.vocab_size}; the draft must share the target's vocabulary.")
