@@ -12,6 +12,17 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("transformers.models.qwen3_next")
 
 
+def assert_cached_decoding_equals_full_forward(config, T: int):
+    """Token-by-token decoding through the cache gives the full forward's logits."""
+    model = llmfs.Transformer(config).eval()
+    idx = torch.randint(0, config.vocab_size, (1, T))
+    cache = model.new_cache(1)
+    with torch.no_grad():
+        full = model(idx)
+        stepped = torch.cat([model(idx[:, t:t + 1], cache=cache) for t in range(T)], dim=1)
+    torch.testing.assert_close(stepped, full, atol=1e-5, rtol=1e-4)
+
+
 def test_qwen3_next_count_equals_transformers_meta_count():
     from transformers import Qwen3NextConfig, Qwen3NextForCausalLM
 
@@ -46,13 +57,7 @@ def test_qwen3_next_tiny_runs_and_keeps_its_pattern():
     kinds = [type(spec.attention).__name__ for spec in config.layers]
     assert kinds == ["LinearAttention"] * 3 + ["Attention"]
     assert all(spec.ffn.shared_gate for spec in config.layers)
-    model = llmfs.Transformer(config).eval()
-    idx = torch.randint(0, config.vocab_size, (1, 12))
-    cache = model.new_cache(1)
-    with torch.no_grad():
-        full = model(idx)
-        stepped = torch.cat([model(idx[:, t:t + 1], cache=cache) for t in range(12)], dim=1)
-    torch.testing.assert_close(stepped, full, atol=1e-5, rtol=1e-4)
+    assert_cached_decoding_equals_full_forward(config, 12)
 
 
 KIMI_FULL = [i - 1 for i in (4, 8, 12, 16, 20, 24, 27)]
@@ -92,10 +97,4 @@ def test_kimi_linear_cache_holds_kda_state_plus_mla_latents():
 def test_kimi_linear_tiny_runs_with_its_layer_kinds():
     config = zoo.tiny("kimi-linear-48b-a3b")
     assert {type(spec.attention).__name__ for spec in config.layers} == {"LinearAttention", "MLA"}
-    model = llmfs.Transformer(config).eval()
-    idx = torch.randint(0, config.vocab_size, (1, 6))
-    cache = model.new_cache(1)
-    with torch.no_grad():
-        full = model(idx)
-        stepped = torch.cat([model(idx[:, t:t + 1], cache=cache) for t in range(6)], dim=1)
-    torch.testing.assert_close(stepped, full, atol=1e-5, rtol=1e-4)
+    assert_cached_decoding_equals_full_forward(config, 6)
