@@ -4,6 +4,8 @@
     features(config)                   what a diff table compares (norms, positions, attention, MoE, vocabulary)
     parameter_rows() / cache_rows()    one row per zoo model: counted vs published totals; KV cache sizes
     model_card(name)                   a text card: the layer pattern, key sizes, what sets the model apart
+    diagram_labels(config)             the block diagram's boxes as text, read from the config
+    draw_block_diagram(config, ax)     the block diagram drawn; block_diagrams(names) several side by side
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from .attention import Attention
 from .config import ModelConfig
 from .counting import count_parameters, kv_cache_bytes
 from .linear_attention import LinearAttention
+from .ffn import MLP
 from .mla import DSA, MLA
 from .moe import MoE
 
-__all__ = ["TIMELINE", "cache_rows", "features", "flops_per_token", "model_card", "parameter_rows"]
+__all__ = ["TIMELINE", "block_diagrams", "cache_rows", "diagram_labels", "draw_block_diagram", "features",
+           "flops_per_token", "model_card", "parameter_rows"]
 
 
 def _check_config(config) -> None:
@@ -189,3 +193,140 @@ def adopters(mechanism: str) -> list[str]:
     if mechanism not in tests:
         raise KeyError(f"unknown mechanism {mechanism!r}; known: {', '.join(tests)}.")
     return [name for name in zoo.names() if tests[mechanism](zoo.get(name))]
+
+
+_LINEAR_NAMES = {"linear": "linear attn", "deltanet": "DeltaNet", "gated_deltanet": "Gated DeltaNet", "kda": "KDA"}
+_PLACEMENT_NAMES = {"pre": "pre-norm", "post": "post-norm", "post_sublayer": "norm after sublayer",
+                    "sandwich": "sandwich norm"}
+_NORM_NAMES = {"layernorm": "LayerNorm", "rmsnorm": "RMSNorm", "offset_rmsnorm": "RMSNorm(1+w)"}
+
+
+def _attention_label(attention) -> list[str]:
+    """One or two short lines for a layer's attention."""
+    if isinstance(attention, MLA):
+        line = f"MLA {attention.n_heads} heads, latent {attention.kv_lora_rank}"
+        return [line, f"DSA top-{attention.index_topk}"] if isinstance(attention, DSA) else [line]
+    if isinstance(attention, LinearAttention):
+        v_heads = f"/{attention.n_v_heads}" if attention.n_v_heads not in (None, attention.n_heads) else ""
+        return [f"{_LINEAR_NAMES[attention.kind]} {attention.n_heads}{v_heads} heads"]
+    extras = [f"window {attention.window}"] if attention.window else []
+    extras += ["sinks"] if attention.sinks or attention.sink_tokens else []
+    extras += [f"{attention.qk_norm} QK-norm".replace("per_head", "per-head")] if attention.qk_norm else []
+    extras += ["out gate"] if attention.output_gate else []
+    lines = [f"{_attention_kind(attention)} × {attention.head_dim}"]
+    return lines + ([", ".join(extras)] if extras else [])
+
+
+def _positions_label(positions, learned: bool) -> str:
+    if positions is None:
+        return "no positions (NoPE)" if not learned else "learned positions (at input)"
+    label = f"RoPE θ={positions.base:g}"
+    if positions.scaling is not None:
+        label += f", {positions.scaling.kind}×{positions.scaling.factor:g}"
+    if positions.fraction != 1:
+        label += f", {positions.fraction:g} of dims"
+    return label
+
+
+def _ffn_label(ffn) -> str:
+    if isinstance(ffn, MoE):
+        shared = f" +{ffn.n_shared} shared" if ffn.n_shared else ""
+        return f"MoE {ffn.n_experts}×{ffn.d_expert}, top-{ffn.top_k}{shared}"
+    if isinstance(ffn, MLP):
+        return f"{'SwiGLU' if ffn.activation == 'silu' else 'GeGLU'} {ffn.d_ff}" if ffn.gated else f"MLP {ffn.d_ff}"
+    return str(ffn)
+
+
+def diagram_labels(config: ModelConfig) -> dict:
+    """The block diagram as text, read from the config: `embedding` and `head` lines, and one entry per distinct
+    layer kind (in order of first use) with its `count`, the 1-based `layers` it sits in and its `lines`."""
+    _check_config(config)
+    kinds: dict = {}
+    for index, spec in enumerate(config.layers):
+        kinds.setdefault(spec, []).append(index + 1)
+    norm = _NORM_NAMES[config.norm]
+    blocks = []
+    for spec, layers in kinds.items():
+        lines = _attention_label(spec.attention)
+        lines += [_positions_label(spec.positions, config.learned_positions), _ffn_label(spec.ffn),
+                  f"{norm}, {_PLACEMENT_NAMES[spec.norm_placement]}"]
+        blocks.append({"count": len(layers), "layers": layers, "lines": lines})
+    embedding = f"embedding {config.vocab_size:,} × {config.d_model:,}"
+    extras = (["+ learned positions"] if config.learned_positions else []) + (
+        ["× √d_model"] if config.scale_embeddings else [])
+    head = f"final {norm}, head {'tied' if config.tie_embeddings else 'untied'}"
+    return {"title": f"{config.name or 'model'}: {config.n_layers} layers × {config.d_model}",
+            "embedding": [embedding] + extras, "blocks": blocks, "head": [head]}
+
+
+_KIND_COLOURS = ("#c6dbef", "#fdd0a2", "#c7e9c0", "#dadaeb", "#fcbba1", "#d9d9d9")
+
+
+def draw_block_diagram(config: ModelConfig, ax=None, fontsize: float = 7.5):
+    """Draw `config` as a block diagram on `ax`: embedding at the bottom, one box per layer kind with its count,
+    a strip with one cell per layer coloured by kind (the window/global, dense/MoE, linear/full pattern), and
+    the final norm and head on top. Every label comes from `diagram_labels(config)`."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch, Rectangle
+
+    labels = diagram_labels(config)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(2.6, 4.5))
+    fig = ax.figure
+    box = ax.get_position()
+    height_pt = box.height * fig.get_figheight() * 72  # the axes' height in points: text keeps its size
+
+    def frac(points):
+        return points / height_pt
+
+    line, gap, pad = 1.3 * fontsize, 0.6 * fontsize, 0.5 * fontsize
+    boxes = [("head", labels["head"], "#eeeeee")]
+    boxes += [(f"× {block['count']}", [f"{block['count']} × layer"] + block["lines"],
+               _KIND_COLOURS[i % len(_KIND_COLOURS)]) for i, block in enumerate(labels["blocks"])][::-1]
+    boxes += [("embedding", labels["embedding"], "#eeeeee")]
+    ax.text(0.5, 1.0, labels["title"].replace(": ", "\n"), ha="center", va="top", fontsize=fontsize,
+            weight="bold", linespacing=1.3, transform=ax.transAxes)
+    y = 1.0 - frac(2 * line + gap)
+    for tag, lines, colour in boxes:
+        height = frac(line * len(lines) + 2 * pad)
+        y -= height
+        ax.add_patch(FancyBboxPatch((0.03, y), 0.94, height, boxstyle="round,pad=0,rounding_size=0.015",
+                                    facecolor=colour, edgecolor="black", linewidth=0.8, transform=ax.transAxes))
+        body = lines
+        if tag.startswith("×"):  # the count in bold on the box's first line
+            ax.text(0.06, y + height - frac(pad), lines[0], ha="left", va="top", fontsize=fontsize, weight="bold",
+                    transform=ax.transAxes)
+            body = [""] + lines[1:]
+        ax.text(0.06, y + height - frac(pad), "\n".join(body), ha="left", va="top", fontsize=fontsize,
+                linespacing=1.3, transform=ax.transAxes)
+        y -= frac(gap)
+    # one cell per layer, coloured by its kind: layer 1 on the left
+    kind_of = {layer: i for i, block in enumerate(labels["blocks"]) for layer in block["layers"]}
+    width, strip = 0.94 / config.n_layers, frac(1.2 * fontsize)
+    y -= strip
+    for layer in range(1, config.n_layers + 1):
+        ax.add_patch(Rectangle((0.03 + (layer - 1) * width, y), width, strip, transform=ax.transAxes,
+                               facecolor=_KIND_COLOURS[kind_of[layer] % len(_KIND_COLOURS)], edgecolor="white",
+                               linewidth=0.3))
+    ax.text(0.5, y - frac(0.3 * fontsize), f"layers 1 → {config.n_layers}, coloured by kind", ha="center",
+            va="top", fontsize=fontsize, transform=ax.transAxes)
+    ax.set_axis_off()
+    return ax
+
+
+def block_diagrams(names, width: float = 8.0, height: float = 4.6, fontsize: float = 7.5):
+    """The block diagrams of zoo models `names` side by side in one figure `width` inches wide (at most 8)."""
+    import matplotlib.pyplot as plt
+
+    if isinstance(names, str):
+        names = [names]
+    if not names:
+        raise ValueError("pick at least one zoo model.")
+    if not isinstance(width, (int, float)) or isinstance(width, bool) or not 0 < width <= 8:
+        raise ValueError(f"width must be a number of inches in (0, 8], got {width!r}.")
+    configs = [zoo.get(name) for name in names]  # unknown names: zoo's KeyError lists the known ones
+    fig, axes = plt.subplots(1, len(configs), figsize=(width, height), squeeze=False)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.98, bottom=0.01, wspace=0.06)
+    for config, ax in zip(configs, axes[0]):
+        draw_block_diagram(config, ax, fontsize=fontsize)
+    return fig

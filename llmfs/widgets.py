@@ -1,17 +1,21 @@
 """Interactive explorers for live notebooks (Jupyter, Colab): each `*_explorer()` returns an ipywidgets widget
-whose callback is a plain function below (`memory_table`, `attention_pattern`, `rope_curves`), tested without a
-browser. ipywidgets is imported only when an explorer is built: `pip install "llmfs-course[widgets]"`."""
+whose callback is a plain function below (`memory_table`, `attention_pattern`, `rope_curves`, `moe_routing`), tested
+without a browser. ipywidgets is imported only when an explorer is built: `pip install "llmfs-course[widgets]"`."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from . import zoo
 from .counting import count_parameters, kv_cache_bytes
+from .moe import MixtureOfExperts, MoE
 from .positions import ROPE_SCALINGS, RopeScaling, rope_frequencies
 
-__all__ = ["DTYPES", "PATTERNS", "attention_explorer", "attention_pattern", "memory_explorer", "memory_table",
-           "rope_curves", "rope_explorer"]
+__all__ = ["BALANCINGS", "DTYPES", "MOE_ROUTERS", "PATTERNS", "attention_explorer", "attention_pattern",
+           "draw_moe_routing", "memory_explorer", "memory_table", "moe_explorer", "moe_routing", "rope_curves",
+           "rope_explorer"]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
           "float8": torch.float8_e4m3fn}
@@ -178,3 +182,172 @@ def rope_explorer():
     factor.observe(update, names="value")
     update()
     return w.VBox([kind, factor, out])
+
+
+# The routers of the MoE explorer, as llmfs.moe.MoE settings (chapter 6): which experts a token goes to and how
+# their outputs are weighted. "deepseek" is DeepSeek V3's sigmoid router with a selection-only bias, group-limited.
+MOE_ROUTERS = {
+    "softmax": dict(router="softmax", norm_topk=False),  # top-k of the softmax, weights left as probabilities
+    "softmax_renorm": dict(router="softmax", norm_topk=True),  # Mixtral, Qwen3: the k weights sum to 1
+    "deepseek": dict(router="sigmoid", norm_topk=True),  # sigmoid scores, bias + groups choose, scores weigh
+}
+# Balancing: none; Switch's auxiliary loss (gradient steps on the router); DeepSeek V3's auxiliary-loss-free bias
+# updates; a capacity factor (assignments beyond an expert's capacity are dropped).
+BALANCINGS = ("none", "aux_loss", "bias_update", "capacity")
+_MOE_WIDTH = 16  # d_model of the explorer's toy layer
+
+
+def _choice(name, value, allowed):
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}.")
+
+
+def _positive_number(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+
+
+def moe_routing(router: str = "softmax_renorm", balancing: str = "none", n_tokens: int = 64, n_experts: int = 8,
+                top_k: int = 2, steps: int = 20, capacity_factor: float = 1.25, n_group: int | None = None,
+                topk_group: int | None = None, skew: float = 2.0, rate: float | None = None, seed: int = 0) -> dict:
+    """Route `n_tokens` synthetic tokens through a toy `llmfs.moe.MixtureOfExperts` (its own `route`, `kept`,
+    `auxiliary_loss` and `after_optimizer_step`), then balance it for `steps` steps.
+
+    Tokens are random vectors plus `skew` times one shared direction, so the router starts out favouring a few
+    experts. n_group / topk_group (None: 4 groups, best 2 for "deepseek"; 1 / 1 otherwise) limit the choice to the
+    best groups. rate: the aux-loss learning rate or the bias step (None: 0.3 / 0.005).
+    Returns per-step `load` ((steps + 1, n_experts) assignments kept per expert; row 0 before balancing; with
+    "capacity" row 0 is uncapped, row 1 capped), `imbalance` (max / mean load per row), the final `experts` and
+    `weights` ((n_tokens, top_k)), `kept` ((n_tokens, top_k) bool), `dropped`, `capacity` (None without a cap),
+    `scores` ((n_tokens, n_experts) router scores) and `selection_bias` (n_experts,).
+    """
+    _choice("router", router, tuple(MOE_ROUTERS))
+    _choice("balancing", balancing, BALANCINGS)
+    for name, value in (("n_tokens", n_tokens), ("n_experts", n_experts), ("top_k", top_k), ("steps", steps)):
+        _positive(name, value)
+    _positive_number("capacity_factor", capacity_factor)
+    if isinstance(skew, bool) or not isinstance(skew, (int, float)) or not 0 <= skew < float("inf"):
+        raise ValueError(f"skew must be a finite number >= 0, got {skew!r}.")
+    if rate is not None:
+        _positive_number("rate", rate)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an integer, got {seed!r}.")
+    grouped = router == "deepseek" and n_experts % 4 == 0 and top_k <= n_experts // 2
+    n_group = n_group if n_group is not None else (4 if grouped else 1)
+    topk_group = topk_group if topk_group is not None else (2 if grouped else 1)
+    settings = MoE(n_experts=n_experts, top_k=top_k, d_expert=8, n_group=n_group, topk_group=topk_group,
+                   capacity_factor=capacity_factor if balancing == "capacity" else None,
+                   aux_loss_weight=1.0 if balancing == "aux_loss" else 0.0,
+                   bias_update_rate=(rate or 0.005) if balancing == "bias_update" else 0.0, **MOE_ROUTERS[router])
+    settings.check(_MOE_WIDTH)  # clear errors: top_k > n_experts, groups that do not divide the experts, ...
+
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    layer = MixtureOfExperts(_MOE_WIDTH, settings)
+    direction = torch.randn(_MOE_WIDTH, generator=generator)
+    tokens = torch.randn(n_tokens, _MOE_WIDTH, generator=generator) + skew * direction / direction.norm()
+
+    def routed():
+        layer.eval()
+        with torch.no_grad():
+            weights, experts, scores, _ = layer.route(tokens)
+            kept = layer.kept(experts)
+        kept = torch.ones_like(experts, dtype=torch.bool) if kept is None else kept
+        return weights, experts, scores, kept
+
+    def load(experts, kept):
+        return torch.bincount(experts[kept], minlength=n_experts)
+
+    weights, experts, scores, kept = routed()
+    if balancing == "capacity":  # before: the same choices without a cap
+        loads = [torch.bincount(experts.reshape(-1), minlength=n_experts), load(experts, kept)]
+    else:
+        loads = [load(experts, kept)]
+        optimizer = torch.optim.SGD(layer.router.parameters(), lr=rate or 0.3) if balancing == "aux_loss" else None
+        for _ in range(steps if balancing != "none" else 0):
+            layer.train()
+            layer(tokens)  # records the load (and, with aux_loss, the loss) as training would
+            if optimizer is not None:
+                optimizer.zero_grad()
+                layer.auxiliary_loss.backward()
+                optimizer.step()
+            layer.after_optimizer_step()  # DeepSeek V3's bias update (a no-op without bias_update_rate)
+            weights, experts, scores, kept = routed()
+            loads.append(load(experts, kept))
+    load_rows = torch.stack(loads)
+    mean = n_tokens * top_k / n_experts
+    capacity = None if settings.capacity_factor is None else math.ceil(capacity_factor * n_tokens * top_k / n_experts)
+    return {"load": load_rows, "imbalance": (load_rows.max(-1).values / mean).tolist(), "mean_load": mean,
+            "experts": experts, "weights": weights, "kept": kept, "dropped": int((~kept).sum()),
+            "capacity": capacity, "scores": scores, "selection_bias": layer.selection_bias.clone(),
+            "router": router, "balancing": balancing}
+
+
+def draw_moe_routing(result: dict, axes=None, n_tokens_shown: int = 24):
+    """Two panels of a `moe_routing` result: each shown token's weight on each expert (dropped assignments
+    outlined in red), and each expert's load before and after balancing against the even share."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(7.5, 3.0), gridspec_kw={"width_ratios": [1, 1.3]})
+    grid_ax, load_ax = axes
+    experts, weights, kept = result["experts"], result["weights"], result["kept"]
+    shown = min(n_tokens_shown, experts.shape[0])
+    n_experts = result["load"].shape[1]
+    grid = torch.zeros(shown, n_experts).scatter(1, experts[:shown], weights[:shown].float())
+    grid_ax.imshow(grid.T, cmap="Blues", vmin=0, aspect="auto")
+    for token, slot in zip(*torch.where(~kept[:shown])):
+        grid_ax.add_patch(Rectangle(
+            (token - 0.5, experts[token, slot] - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.2))
+    grid_ax.set_xlabel("token", fontsize=9)
+    grid_ax.set_ylabel("expert", fontsize=9)
+    grid_ax.set_title(f"{result['router']}: routing weights", fontsize=9)
+    x = torch.arange(n_experts).float()
+    before, after = result["load"][0], result["load"][-1]
+    load_ax.bar(x - 0.2, before, 0.4, color="lightgray", label="before")
+    load_ax.bar(x + 0.2, after, 0.4, color="tab:blue", label=f"after ({result['balancing']})")
+    load_ax.axhline(result["mean_load"], color="black", linestyle="--", linewidth=1, label="even share")
+    if result["capacity"] is not None:
+        load_ax.axhline(result["capacity"], color="red", linestyle=":", linewidth=1.2, label="capacity")
+    load_ax.set_xlabel("expert", fontsize=9)
+    load_ax.set_ylabel("assignments", fontsize=9)
+    load_ax.set_title(f"load: max/even {result['imbalance'][0]:.2f} → {result['imbalance'][-1]:.2f}"
+                      + (f", {result['dropped']} dropped" if result["dropped"] else ""), fontsize=9)
+    load_ax.legend(fontsize=8)
+    load_ax.tick_params(labelsize=8)
+    grid_ax.tick_params(labelsize=8)
+    return axes
+
+
+def moe_explorer():
+    """Pick a router, a balancing method, experts, top-k and steps; see where tokens go and each expert's load."""
+    w = _widgets()
+    router = w.Dropdown(options=list(MOE_ROUTERS), value="softmax_renorm", description="router")
+    balancing = w.Dropdown(options=list(BALANCINGS), value="none", description="balancing")
+    n_experts = w.IntSlider(value=8, min=2, max=32, description="experts")
+    top_k = w.IntSlider(value=2, min=1, max=8, description="top-k")
+    steps = w.IntSlider(value=20, min=1, max=100, description="steps")
+    capacity = w.FloatSlider(value=1.25, min=0.25, max=4.0, step=0.25, description="capacity")
+    skew = w.FloatSlider(value=2.0, min=0.0, max=4.0, step=0.25, description="skew")
+    out = w.Output()
+
+    def update(_=None):
+        import matplotlib.pyplot as plt
+
+        out.clear_output(wait=True)
+        with out:
+            try:
+                result = moe_routing(router.value, balancing.value, n_experts=n_experts.value, top_k=top_k.value,
+                                     steps=steps.value, capacity_factor=capacity.value, skew=skew.value)
+            except ValueError as error:  # e.g. top-k > experts: say why instead of drawing
+                print(error)
+                return
+            draw_moe_routing(result)
+            plt.show()
+
+    controls = (router, balancing, n_experts, top_k, steps, capacity, skew)
+    for control in controls:
+        control.observe(update, names="value")
+    update()
+    return w.VBox([*controls, out])
