@@ -296,15 +296,15 @@ def draw_moe_routing(result: dict, axes=None, n_tokens_shown: int = 24):
     shown = min(n_tokens_shown, experts.shape[0])
     n_experts = result["load"].shape[1]
     grid = torch.zeros(shown, n_experts).scatter(1, experts[:shown], weights[:shown].float())
-    grid_ax.imshow(grid.T, cmap="Blues", vmin=0, aspect="auto")
+    grid_ax.imshow(grid.T.numpy(), cmap="Blues", vmin=0, aspect="auto")
     for token, slot in zip(*torch.where(~kept[:shown])):
-        grid_ax.add_patch(Rectangle(
-            (token - 0.5, experts[token, slot] - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.2))
+        grid_ax.add_patch(Rectangle((int(token) - 0.5, int(experts[token, slot]) - 0.5), 1, 1, fill=False,
+                                    edgecolor="red", linewidth=1.2))
     grid_ax.set_xlabel("token", fontsize=9)
     grid_ax.set_ylabel("expert", fontsize=9)
     grid_ax.set_title(f"{result['router']}: routing weights", fontsize=9)
-    x = torch.arange(n_experts).float()
-    before, after = result["load"][0], result["load"][-1]
+    x = torch.arange(n_experts).float().numpy()
+    before, after = result["load"][0].tolist(), result["load"][-1].tolist()
     load_ax.bar(x - 0.2, before, 0.4, color="lightgray", label="before")
     load_ax.bar(x + 0.2, after, 0.4, color="tab:blue", label=f"after ({result['balancing']})")
     load_ax.axhline(result["mean_load"], color="black", linestyle="--", linewidth=1, label="even share")

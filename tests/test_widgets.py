@@ -77,3 +77,84 @@ def test_explorers_build_and_update(capsys):
     for build in (widgets.attention_explorer, widgets.rope_explorer):
         box = build()
         box.children[0].value = box.children[0].options[-1]
+
+
+def test_moe_routing_uses_the_real_routers():
+    from llmfs.moe import MixtureOfExperts
+
+    plain = widgets.moe_routing("softmax", n_tokens=32, n_experts=8, top_k=2, seed=1)
+    renorm = widgets.moe_routing("softmax_renorm", n_tokens=32, n_experts=8, top_k=2, seed=1)
+    # softmax top-k: the k largest probabilities, left as they are (they sum to less than 1)
+    top = plain["scores"].topk(2, dim=-1)
+    assert torch.equal(plain["experts"], top.indices)
+    torch.testing.assert_close(plain["weights"], top.values)
+    assert (plain["weights"].sum(-1) < 1).all()
+    # renormalising changes the weights, not the choices
+    assert torch.equal(renorm["experts"], plain["experts"])
+    torch.testing.assert_close(renorm["weights"], top.values / top.values.sum(-1, keepdim=True))
+    # DeepSeek: sigmoid scores, experts only from the best 2 of 4 groups, weights the normalised chosen scores
+    deep = widgets.moe_routing("deepseek", n_tokens=32, n_experts=8, top_k=2, seed=1)
+    assert ((deep["scores"] > 0) & (deep["scores"] < 1)).all()
+    assert max(len(set((row // 2).tolist())) for row in deep["experts"]) <= 2
+    chosen = deep["scores"].gather(1, deep["experts"])
+    torch.testing.assert_close(deep["weights"], chosen / chosen.sum(-1, keepdim=True))
+    assert MixtureOfExperts.route.__module__ == "llmfs.moe"  # routing is llmfs.moe's, not re-implemented
+
+
+@pytest.mark.parametrize("router", ["softmax_renorm", "deepseek"])
+@pytest.mark.parametrize("balancing", ["aux_loss", "bias_update"])
+def test_moe_balancing_evens_the_load(router, balancing):
+    for seed in range(3):
+        result = widgets.moe_routing(router, balancing, steps=20, seed=seed)
+        assert result["load"].shape == (21, 8)
+        assert (result["load"].sum(-1) == 64 * 2).all()  # nothing dropped without a capacity
+        before, after = result["imbalance"][0], result["imbalance"][-1]
+        assert after < before - 0.2, (seed, before, after)
+    if balancing == "bias_update":
+        assert result["selection_bias"].abs().sum() > 0
+        chosen = result["scores"].gather(1, result["experts"])  # the bias chose; the scores still weigh
+        torch.testing.assert_close(result["weights"], chosen / chosen.sum(-1, keepdim=True))
+
+
+def test_moe_capacity_drops_what_does_not_fit():
+    result = widgets.moe_routing("softmax_renorm", "capacity", n_tokens=64, top_k=2, capacity_factor=1.0, seed=0)
+    assert result["capacity"] == 16  # ceil(1.0 * 64 * 2 / 8)
+    offered, kept = result["load"]
+    assert offered.sum() == 128 and offered.max() > 16  # the uncapped router overloads some experts
+    assert kept.max() <= 16 and kept.sum() == 128 - result["dropped"] > 0
+    assert torch.equal(kept, offered.clamp(max=16))  # each expert keeps its first `capacity` assignments
+    roomy = widgets.moe_routing("softmax_renorm", "capacity", capacity_factor=8.0, seed=0)
+    assert roomy["dropped"] == 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(router="switch"), "unknown router"),
+    (dict(balancing="magic"), "unknown balancing"),
+    (dict(top_k=9, n_experts=8), "top_k=9 must be at most n_experts=8"),
+    (dict(n_tokens=0), "n_tokens"),
+    (dict(n_experts=True), "n_experts"),
+    (dict(capacity_factor=float("nan")), "capacity_factor"),
+    (dict(capacity_factor=0), "capacity_factor"),
+    (dict(skew=-1.0), "skew"),
+    (dict(rate="fast"), "rate"),
+    (dict(router="deepseek", n_experts=6, n_group=4), "n_group=4 must divide n_experts=6"),
+])
+def test_moe_routing_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        widgets.moe_routing(**kwargs)
+
+
+def test_moe_explorer_builds_and_updates(capsys):
+    pytest.importorskip("ipywidgets")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    box = widgets.moe_explorer()
+    router, balancing, n_experts, top_k = box.children[:4]
+    balancing.value = "capacity"
+    router.value = "deepseek"
+    top_k.value = 8
+    n_experts.value = 4  # top-k 8 of 4 experts: the callback says why instead of drawing
+    assert "top_k=8 must be at most n_experts=4" in capsys.readouterr().out
+    ax = widgets.draw_moe_routing(widgets.moe_routing("softmax", "capacity"))[1]
+    assert [line.get_ydata()[0] for line in ax.get_lines()] == [16.0, 20.0]  # even share, capacity
