@@ -117,6 +117,18 @@ def features(config: ModelConfig) -> dict[str, str]:
     }
 
 
+def baseline_of(name: str) -> str | None:
+    """The model a diff table compares `name` against: GPT-2 for Llama 3 8B, Llama 3 8B for every later model."""
+    zoo.get(name)  # unknown names: a KeyError listing the known ones
+    return None if name == "gpt2-124m" else "gpt2-124m" if name == "llama3-8b" else "llama3-8b"
+
+
+def diff(config: ModelConfig, baseline: ModelConfig) -> dict[str, tuple[str, str]]:
+    """The features (see `features`) in which `config` differs from `baseline`: {feature: (baseline's, config's)}."""
+    ours, theirs = features(config), features(baseline)
+    return {key: (theirs[key], value) for key, value in ours.items() if value != theirs[key]}
+
+
 def parameter_rows(names=None) -> list[dict]:
     """Counted total and active parameters of each zoo model next to the published figures (difference in %)."""
     rows = []
@@ -153,6 +165,11 @@ def model_card(name: str) -> str:
     count = count_parameters(config)
     lines = [f"== {name} ==", str(config), ""]
     lines += [f"{key:>14}: {value}" for key, value in features(config).items()]
+    baseline = baseline_of(name)
+    if baseline is not None:
+        changed = diff(config, zoo.get(baseline))
+        apart = "; ".join(f"{key} {new}" for key, (_, new) in changed.items() if key != "layers x width")
+        lines += [f"{'apart from':>14}: {baseline}: {apart or 'sizes only'}"]
     lines += [f"{'parameters':>14}: {count.total / 1e9:.2f}B total, {count.active / 1e9:.2f}B active",
               f"{'KV @128k':>14}: {kv_cache_bytes(config, 131_072) / 2**30:.2f} GiB (bf16, batch 1)",
               f"{'GFLOPs/token':>14}: {flops_per_token(config, 4096) / 1e9:.1f} at 4k context"]

@@ -87,3 +87,18 @@ def test_mixtral_count_matches_transformers():
     count = count_parameters(zoo.get("mixtral-8x7b"))
     assert count.total == sum(p.numel() for p in reference.parameters())
     assert abs(count.total - 46_700_000_000) / 46_700_000_000 < 0.005
+
+
+def test_diff_against_the_baseline():
+    assert gallery.baseline_of("gpt2-124m") is None and gallery.baseline_of("llama3-8b") == "gpt2-124m"
+    assert gallery.baseline_of("qwen3-32b") == "llama3-8b"
+    with pytest.raises(KeyError, match="unknown zoo model"):
+        gallery.baseline_of("gpt-5")
+    llama, gpt2 = zoo.get("llama3-8b"), zoo.get("gpt2-124m")
+    changed = gallery.diff(llama, gpt2)
+    assert changed["positions"] == ("learned", "RoPE") and changed["attention"] == ("MHA 12/12", "GQA 32/8")
+    assert "qk-norm" not in changed  # neither has one
+    assert gallery.diff(llama, llama) == {}
+    qwen = gallery.diff(zoo.get("qwen3-32b"), llama)
+    assert set(qwen) == {"qk-norm", "attention", "vocab", "layers x width"}
+    assert "apart from: llama3-8b: qk-norm per_head; attention GQA 64/8; vocab 151,936" in gallery.model_card("qwen3-32b")
