@@ -14,7 +14,7 @@ from .moe import MixtureOfExperts, MoE
 from .positions import ROPE_SCALINGS, RopeScaling, rope_frequencies
 
 __all__ = ["BALANCINGS", "DTYPES", "MOE_ROUTERS", "PATTERNS", "attention_explorer", "attention_pattern",
-           "draw_moe_routing", "memory_explorer", "memory_table", "moe_explorer", "moe_routing", "rope_curves",
+           "draw_moe_balancing", "draw_moe_routing", "memory_explorer", "memory_table", "moe_explorer", "moe_routing", "rope_curves",
            "rope_explorer"]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
@@ -305,18 +305,60 @@ def draw_moe_routing(result: dict, axes=None, n_tokens_shown: int = 24):
     grid_ax.set_title(f"{result['router']}: routing weights", fontsize=9)
     x = torch.arange(n_experts).float().numpy()
     before, after = result["load"][0].tolist(), result["load"][-1].tolist()
-    load_ax.bar(x - 0.2, before, 0.4, color="lightgray", label="before")
-    load_ax.bar(x + 0.2, after, 0.4, color="tab:blue", label=f"after ({result['balancing']})")
+    if result["balancing"] == "none":  # nothing to compare: one bar per expert
+        load_ax.bar(x, after, 0.6, color="tab:blue", label="load")
+    else:
+        load_ax.bar(x - 0.2, before, 0.4, color="lightgray", label="before")
+        load_ax.bar(x + 0.2, after, 0.4, color="tab:blue", label=f"after ({result['balancing']})")
     load_ax.axhline(result["mean_load"], color="black", linestyle="--", linewidth=1, label="even share")
     if result["capacity"] is not None:
         load_ax.axhline(result["capacity"], color="red", linestyle=":", linewidth=1.2, label="capacity")
     load_ax.set_xlabel("expert", fontsize=9)
     load_ax.set_ylabel("assignments", fontsize=9)
-    load_ax.set_title(f"load: max/even {result['imbalance'][0]:.2f} → {result['imbalance'][-1]:.2f}"
-                      + (f", {result['dropped']} dropped" if result["dropped"] else ""), fontsize=9)
-    load_ax.legend(fontsize=8)
+    change = (f"{result['imbalance'][0]:.2f}" if result["balancing"] == "none" else
+              f"{result['imbalance'][0]:.2f} → {result['imbalance'][-1]:.2f}")
+    load_ax.set_title(f"load: max/even {change}" + (f", {result['dropped']} dropped" if result["dropped"] else ""),
+                      fontsize=9)
+    load_ax.set_ylim(0, 1.5 * max(before + after))  # room for the legend above the bars
+    load_ax.legend(fontsize=7, ncol=2, loc="upper left")
     load_ax.tick_params(labelsize=8)
     grid_ax.tick_params(labelsize=8)
+    return axes
+
+
+def draw_moe_balancing(runs: dict, capped: dict, axes=None):
+    """Left: max/even load after each balancing step, one line per `moe_routing` result in `runs`
+    ({method: [results over seeds]}), against no balancing and a perfectly even load. Right: the load a capacity
+    factor keeps (`capped`, a "capacity" result) against what the router offered."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(8, 2.8), gridspec_kw={"width_ratios": [1.2, 1]})
+    curve_ax, cap_ax = axes
+    for (method, results), colour in zip(runs.items(), ("tab:blue", "tab:orange", "tab:green")):
+        for i, result in enumerate(results):
+            curve_ax.plot(result["imbalance"], color=colour, alpha=0.8, label=method if i == 0 else None)
+    starts = [result["imbalance"][0] for results in runs.values() for result in results]
+    start = sum(starts) / len(starts)
+    curve_ax.axhline(start, color="gray", linestyle="--", linewidth=1, label="no balancing")
+    curve_ax.axhline(1.0, color="black", linestyle=":", linewidth=1, label="even")
+    curve_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    curve_ax.set_xlabel("balancing step", fontsize=9)
+    curve_ax.set_ylabel("max load / even share", fontsize=9)
+    curve_ax.legend(fontsize=8)
+    offered, kept = capped["load"][0].tolist(), capped["load"][1].tolist()
+    x = torch.arange(len(offered)).float().numpy()
+    cap_ax.bar(x - 0.2, offered, 0.4, color="lightgray", label="offered")
+    cap_ax.bar(x + 0.2, kept, 0.4, color="tab:blue", label="kept")
+    cap_ax.axhline(capped["capacity"], color="red", linestyle=":", linewidth=1.2, label="capacity")
+    cap_ax.axhline(capped["mean_load"], color="black", linestyle="--", linewidth=1, label="even share")
+    cap_ax.set_xlabel("expert", fontsize=9)
+    cap_ax.set_title(f"capacity: {capped['dropped']} of {int(sum(offered))} assignments dropped", fontsize=9)
+    cap_ax.set_ylim(0, 1.5 * max(offered))
+    cap_ax.legend(fontsize=7, ncol=2, loc="upper left")
+    for ax in axes:
+        ax.tick_params(labelsize=8)
     return axes
 
 

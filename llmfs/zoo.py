@@ -34,7 +34,10 @@ OLMO3 = dict(vocab_size=100278, context_length=65536, norm="rmsnorm", norm_eps=1
              rope_scaling=RopeScaling("yarn", factor=8.0, original_context_length=8192,
                                       attention_factor=1.2079441541679836))
 
-# gpt-oss (OpenAI, 2025), from the released config.json: biased q/k/v/o, YaRN x32 from 4096, MoE in every layer
+# gpt-oss (OpenAI, 2025), from the released config.json: biased q/k/v/o, YaRN x32 from 4096, MoE in every layer.
+# Its rope_scaling also says "truncate": false (YaRN's correction range 8.09..17.40 for head_dim 64 is not rounded
+# to 8..18); llmfs's RopeScaling has no such switch and rounds, as transformers does by default, so the full model's
+# rotary frequencies of pairs 8-17 differ slightly from the checkpoint's (parameter counts are unaffected).
 GPT_OSS = dict(vocab_size=201088, context_length=131072, d_model=2880, n_heads=64, n_kv_heads=8, head_dim=64,
                d_ff=2880, norm="rmsnorm", norm_eps=1e-5, positions="rope", rope_base=150000.0, ffn="swiglu",
                qkv_bias=True, attn_out_bias=True, mlp_bias=False, tie_embeddings=False,
@@ -82,15 +85,21 @@ _CONFIGS = {
                             d_ff=16384, vocab_size=202048, tie_embeddings=False),
     # Gemma 3 (Gemma Team, 2025): 5 local (1024- or 512-token windows, RoPE 10k) : 1 global (RoPE 1M) layers,
     # RMSNorm(1 + w) around each sublayer, GeGLU, per-head QK-norm, embeddings × √d_model (its layers: _PATTERNS);
-    # attn_scale is query_pre_attn_scalar ** -0.5.
+    # attn_scale is query_pre_attn_scalar ** -0.5. Checked against the released config.json (text_config of
+    # gemma-3-27b: head_dim 128, query_pre_attn_scalar 168, sliding_window 1024, rope_theta 1e6 global with linear x8,
+    # rope_local_base_freq 1e4; gemma-3-270m: head_dim 256, query_pre_attn_scalar 256, sliding_window 512, 32768
+    # positions, no rope_scaling; both 5 sliding : 1 full).
     "gemma3-27b": dict(GEMMA3, vocab_size=262208, d_model=5376, n_layers=62, n_heads=32, n_kv_heads=16, head_dim=128,
                        d_ff=21504, attn_scale=168 ** -0.5, rope_scaling=RopeScaling("linear", factor=8.0)),
     "gemma3-270m": dict(GEMMA3, vocab_size=262144, context_length=32768, d_model=640, n_layers=18, n_heads=4,
                         n_kv_heads=1, head_dim=256, d_ff=2048, attn_scale=256 ** -0.5),
     # OLMo 3 (Olmo Team, 2025): OLMo 2's block; 3 sliding-window (4096) : 1 full layer, YaRN on the full ones.
+    # Checked against config.json (7B: MHA 32 heads, 11008; 32B: 40 q / 8 kv heads, 27648; both vocab 100278, 65536
+    # positions, rope_theta 5e5, YaRN x8 from 8192 with attention_factor 1.2079, layer_types 3 sliding : 1 full).
     "olmo3-7b": dict(OLMO3, d_model=4096, n_layers=32, n_heads=32, d_ff=11008),
     "olmo3-32b": dict(OLMO3, d_model=5120, n_layers=64, n_heads=40, n_kv_heads=8, head_dim=128, d_ff=27648),
-    # Mistral Small 3.1 (Mistral AI, 2025), its text model: Llama-like GQA; no sliding window any more.
+    # Mistral Small 3.1 (Mistral AI, 2025), its text model: Llama-like GQA; no sliding window any more
+    # (config.json's text_config: sliding_window null, rope_theta 1e9, 40 layers, 32 q / 8 kv heads of 128, 32768).
     "mistral-small-3.1": dict(LLAMA3, vocab_size=131072, context_length=131072, d_model=5120, n_layers=40,
                               n_heads=32, n_kv_heads=8, head_dim=128, d_ff=32768, rope_base=1e9,
                               tie_embeddings=False),

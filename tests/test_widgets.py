@@ -158,3 +158,17 @@ def test_moe_explorer_builds_and_updates(capsys):
     assert "top_k=8 must be at most n_experts=4" in capsys.readouterr().out
     ax = widgets.draw_moe_routing(widgets.moe_routing("softmax", "capacity"))[1]
     assert [line.get_ydata()[0] for line in ax.get_lines()] == [16.0, 20.0]  # even share, capacity
+
+
+def test_draw_moe_balancing_shows_every_run_and_its_baselines():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    runs = {"aux_loss": [widgets.moe_routing("deepseek", "aux_loss", steps=3, seed=s) for s in (0, 1)]}
+    capped = widgets.moe_routing("softmax", "capacity", capacity_factor=1.0)
+    curve_ax, cap_ax = widgets.draw_moe_balancing(runs, capped)
+    lines = curve_ax.get_lines()
+    assert len(lines) == 2 + 2  # one per seed, no balancing, even
+    assert lines[2].get_ydata()[0] == pytest.approx(sum(r["imbalance"][0] for r in runs["aux_loss"]) / 2)
+    assert [line.get_ydata()[0] for line in cap_ax.get_lines()] == [capped["capacity"], capped["mean_load"]]
+    assert f"{capped['dropped']} of 128" in cap_ax.get_title()
