@@ -3,6 +3,7 @@
     flops_per_token(config, seq_len)   forward FLOPs of one token that attends to `seq_len` tokens
     features(config)                   what a diff table compares (norms, positions, attention, MoE, vocabulary)
     parameter_rows() / cache_rows()    one row per zoo model: counted vs published totals; KV cache sizes
+    flops_rows()                       one row per zoo model: FLOPs per token at 4k and 128k tokens
     model_card(name)                   a text card: the layer pattern, key sizes, what sets the model apart
     diagram_labels(config)             the block diagram's boxes as text, read from the config
     draw_block_diagram(config, ax)     the block diagram drawn; block_diagrams(names) several side by side
@@ -22,7 +23,7 @@ from .mla import DSA, MLA
 from .moe import MoE
 
 __all__ = ["TIMELINE", "block_diagrams", "cache_rows", "diagram_labels", "draw_block_diagram", "features",
-           "flops_per_token", "model_card", "parameter_rows"]
+           "flops_per_token", "flops_rows", "model_card", "parameter_rows"]
 
 
 def _check_config(config) -> None:
@@ -76,6 +77,22 @@ def flops_per_token(config: ModelConfig, seq_len: int) -> int:
     _check_config(config)
     _check_seq_len(seq_len)
     return 2 * matmul_weights(config) + sum(attention_flops(spec.attention, seq_len) for spec in config.layers)
+
+
+def flops_rows(names=None, lengths=(4096, 131_072)) -> list[dict]:
+    """Forward FLOPs of one token at each context length in `lengths`, per zoo model (`flops_per_token`, with the
+    weights counted once per model)."""
+    for length in lengths:
+        _check_seq_len(length)
+    rows = []
+    for name in names or zoo.names():
+        config = zoo.get(name)
+        weights = 2 * matmul_weights(config)
+        row = {"model": name}
+        for length in lengths:
+            row[length] = weights + sum(attention_flops(spec.attention, length) for spec in config.layers)
+        rows.append(row)
+    return rows
 
 
 def _attention_kind(attention) -> str:

@@ -296,7 +296,7 @@ def draw_moe_routing(result: dict, axes=None, n_tokens_shown: int = 24):
     shown = min(n_tokens_shown, experts.shape[0])
     n_experts = result["load"].shape[1]
     grid = torch.zeros(shown, n_experts).scatter(1, experts[:shown], weights[:shown].float())
-    grid_ax.imshow(grid.T.numpy(), cmap="Blues", vmin=0, aspect="auto")
+    grid_ax.imshow(grid.T.numpy(), cmap="Blues", vmin=0, vmax=max(1.0, float(grid.max())), aspect="auto")
     for token, slot in zip(*torch.where(~kept[:shown])):
         grid_ax.add_patch(Rectangle((int(token) - 0.5, int(experts[token, slot]) - 0.5), 1, 1, fill=False,
                                     edgecolor="red", linewidth=1.2))

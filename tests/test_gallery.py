@@ -102,3 +102,12 @@ def test_diff_against_the_baseline():
     qwen = gallery.diff(zoo.get("qwen3-32b"), llama)
     assert set(qwen) == {"qk-norm", "attention", "vocab", "layers x width"}
     assert "apart from: llama3-8b: qk-norm per_head; attention GQA 64/8; vocab 151,936" in gallery.model_card("qwen3-32b")
+
+
+def test_flops_rows_equal_flops_per_token():
+    rows = gallery.flops_rows(["llama3-8b", "gemma3-27b"], lengths=(1, 4096))
+    for row in rows:
+        config = zoo.get(row["model"])
+        assert row[1] == gallery.flops_per_token(config, 1) and row[4096] == gallery.flops_per_token(config, 4096)
+    with pytest.raises(ValueError, match="seq_len"):
+        gallery.flops_rows(["llama3-8b"], lengths=(0,))
