@@ -124,8 +124,8 @@ def features(config: ModelConfig) -> dict[str, str]:
         "qk-norm": ", ".join(qk) or "-",
         "positions": positions,
         "attention": ", ".join(kinds),
-        "window": (f"{n_windowed}/{len(layers)} layers, {'/'.join(map(str, windows))}" if windows else "-")
-                  + (f"; {n_linear}/{len(layers)} linear" if n_linear else ""),
+        "window": "; ".join([f"{n_windowed}/{len(layers)} layers, {'/'.join(map(str, windows))}"] * bool(windows)
+                            + [f"{n_linear}/{len(layers)} linear"] * bool(n_linear)) or "-",
         "MoE": (f"{len(moes)}/{len(layers)} layers, {moes[0].n_experts} experts, top-{moes[0].top_k}, "
                 f"{moes[0].n_shared} shared" if moes else "dense"),
         "vocab": f"{config.vocab_size:,}",
@@ -135,9 +135,12 @@ def features(config: ModelConfig) -> dict[str, str]:
 
 
 def baseline_of(name: str) -> str | None:
-    """The model a diff table compares `name` against: GPT-2 for Llama 3 8B, Llama 3 8B for every later model."""
+    """The model a diff table compares `name` against: GPT-2 (124M) for the other GPT-2 and for Llama 3 8B,
+    Llama 3 8B for every later model; None for GPT-2 124M itself."""
     zoo.get(name)  # unknown names: a KeyError listing the known ones
-    return None if name == "gpt2-124m" else "gpt2-124m" if name == "llama3-8b" else "llama3-8b"
+    if name == "gpt2-124m":
+        return None
+    return "gpt2-124m" if name.startswith("gpt2") or name == "llama3-8b" else "llama3-8b"
 
 
 def diff(config: ModelConfig, baseline: ModelConfig) -> dict[str, tuple[str, str]]:

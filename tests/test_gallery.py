@@ -45,6 +45,7 @@ def test_features_tell_models_apart():
     assert llama["attention"] == "GQA 32/8" and gpt2["attention"] == "MHA 12/12"
     assert gemma["window"].startswith("52/62 layers") and llama["window"] == "-"
     assert "256 experts, top-8, 1 shared" in gallery.features(zoo.get("deepseek-v3"))["MoE"]
+    assert gallery.features(zoo.get("qwen3-next-80b-a3b"))["window"] == "36/48 linear"
 
 
 def test_parameter_rows_compare_with_published_figures():
@@ -91,7 +92,7 @@ def test_mixtral_count_matches_transformers():
 
 def test_diff_against_the_baseline():
     assert gallery.baseline_of("gpt2-124m") is None and gallery.baseline_of("llama3-8b") == "gpt2-124m"
-    assert gallery.baseline_of("qwen3-32b") == "llama3-8b"
+    assert gallery.baseline_of("qwen3-32b") == "llama3-8b" and gallery.baseline_of("gpt2-xl") == "gpt2-124m"
     with pytest.raises(KeyError, match="unknown zoo model"):
         gallery.baseline_of("gpt-5")
     llama, gpt2 = zoo.get("llama3-8b"), zoo.get("gpt2-124m")
