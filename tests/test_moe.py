@@ -36,10 +36,26 @@ def test_sorted_dispatch_equals_the_loop(name):
     assert torch.allclose(sorted_out, moe(x), atol=1e-6)
 
 
+@pytest.mark.parametrize("name", [*VARIANTS, "gpt-oss"])
+def test_padded_one_bmm_dispatch_equals_the_loop(name):
+    settings = VARIANTS.get(name) or MoE(8, 2, 24, router_bias=True, expert_bias=True, swiglu_limit=1.0)
+    moe = layer(settings)
+    with torch.no_grad():
+        for p in moe.experts.parameters():
+            p.normal_(0, 0.3)  # nonzero expert biases, gates past the clamp
+    moe.experts.batched = True  # the GPU's path, here on the CPU
+    x = torch.randn(3, 40, D)
+    batched = moe(x)
+    moe.dispatch = "loop"
+    assert torch.allclose(batched, moe(x), atol=1e-5)
+    moe.experts.batched, moe.dispatch = False, "sorted"
+    assert torch.allclose(batched, moe(x), atol=1e-5)
+
+
 def test_sorted_dispatch_equals_the_loop_when_one_expert_takes_most_tokens():
     moe = layer(MoE(8, 2, 24))
     with torch.no_grad():
-        moe.selection_bias[3] = 10.0  # every token picks expert 3: the per-expert slice path
+        moe.selection_bias[3] = 10.0  # every token picks expert 3
     x = torch.randn(2, 50, D)
     out = moe(x)
     assert moe.load[3] == 100
