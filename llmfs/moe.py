@@ -216,7 +216,7 @@ class MixtureOfExperts(nn.Module):
 
     def __init__(self, d_model: int, settings: MoE):
         super().__init__()
-        self.settings = s = settings
+        self.settings = s = settings.resolved(d_model)  # built directly too, bad settings name their field
         self.router = nn.Linear(d_model, s.n_experts, bias=s.router_bias)
         self.register_buffer("selection_bias", torch.zeros(s.n_experts))  # DeepSeek V3: used to choose, not weigh
         self.experts = Experts(d_model, s)

@@ -192,6 +192,21 @@ def test_bad_settings_name_the_layer_and_field(settings, field):
                     layers=(LayerSpec(ffn=settings),))
 
 
+@pytest.mark.parametrize("settings, field", [
+    (MoE(4, 5, 8), "top_k=5 must be at most n_experts=4"),
+    (MoE(8, 2, 8, n_group=3), "n_group=3 must divide n_experts=8"),
+    (MoE(8, 2, 8, n_group=2, topk_group=3), "topk_group=3 must be at most n_group=2"),
+    (MoE(0, 1, 8), "n_experts must be a positive integer"),
+])
+def test_a_layer_built_directly_checks_its_settings_too(settings, field):
+    with pytest.raises(ConfigError, match=field):
+        MixtureOfExperts(D, settings)
+
+
+def test_a_layer_built_directly_derives_the_expert_width():
+    assert MixtureOfExperts(D, MoE(8, 2)).experts.w_out.shape == (8, 4 * D // 2, D)
+
+
 @pytest.mark.parametrize("name", ["qwen3-30b-a3b", "qwen3-235b-a22b", "llama4-maverick"])
 def test_zoo_moe_totals_and_active_counts_match_published(name):
     count = count_parameters(zoo.get(name))
