@@ -250,3 +250,28 @@ def test_shared_gate_scales_the_shared_expert_by_a_sigmoid():
         MoE(n_experts=4, top_k=2, d_expert=8, n_shared=0, shared_gate=True).check(16)
     with pytest.raises(ConfigError, match="shared_gate"):
         MoE(n_experts=4, top_k=2, d_expert=8, n_shared=1, shared_gate="yes").check(16)
+
+
+def moe_zoo_models():
+    return [name for name in zoo.names() if any(isinstance(spec.ffn, MoE) for spec in zoo.get(name).layers)]
+
+
+def test_every_moe_zoo_model_has_published_counts_that_its_count_matches():
+    names = moe_zoo_models()
+    assert {"qwen3-30b-a3b", "deepseek-v3", "kimi-k2", "llama4-maverick", "gpt-oss-20b", "gpt-oss-120b",
+            "mixtral-8x7b"} <= set(names)
+    for name in names:
+        total, active = zoo.PUBLISHED_PARAMETERS[name], zoo.PUBLISHED_ACTIVE_PARAMETERS[name]
+        digits = str(active).rstrip("0")  # "3" for 3B: +-0.5B is still "3B"
+        rounding = 0.5 * 10 ** (len(str(active)) - len(digits)) / active
+        assert abs(count_parameters(zoo.get(name)).total / total - 1) < 0.03, name
+        assert abs(zoo.active_as_published(name) / active - 1) <= max(0.03, rounding), name
+
+
+def test_gpt_oss_published_active_counts_leave_out_the_embedding_table():
+    for name in ("gpt-oss-20b", "gpt-oss-120b"):
+        count = count_parameters(zoo.get(name))
+        assert zoo.active_as_published(name) == count.active - count.embedding
+        assert abs(zoo.active_as_published(name) / zoo.PUBLISHED_ACTIVE_PARAMETERS[name] - 1) < 0.005
+        assert count.active / zoo.PUBLISHED_ACTIVE_PARAMETERS[name] > 1.1  # with the table it would not match
+    assert zoo.active_as_published("qwen3-30b-a3b") == count_parameters(zoo.get("qwen3-30b-a3b")).active
