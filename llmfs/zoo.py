@@ -306,12 +306,14 @@ PUBLISHED_ACTIVE_LEAVES_OUT = {"gpt-oss-20b": "embedding", "gpt-oss-120b": "embe
                                "kimi-linear-48b-a3b": "embedding and output"}
 
 
-def active_as_published(name: str) -> int:
-    """Counted active parameters of zoo model `name` less what its published active count leaves out."""
+def active_as_published(name: str, count=None) -> int:
+    """Counted active parameters of zoo model `name` less what its published active count leaves out.
+
+    `count`: its `count_parameters` result, if already at hand (counting the largest models takes seconds)."""
     from .counting import count_parameters
 
     config = get(name)
-    count = count_parameters(config)
+    count = count_parameters(config) if count is None else count
     left_out = PUBLISHED_ACTIVE_LEAVES_OUT.get(name)
     matrices = {None: 0, "embedding": 1, "embedding and output": 1 if config.tie_embeddings else 2}[left_out]
     return count.active - matrices * count.embedding
