@@ -307,6 +307,27 @@ _PATTERNS["mixtral-8x7b"] = _moe_every(1, MoE(n_experts=8, top_k=2, d_expert=143
 PUBLISHED_PARAMETERS["mixtral-8x7b"] = 46_700_000_000
 PUBLISHED_ACTIVE_PARAMETERS["mixtral-8x7b"] = 12_900_000_000
 
+# What a published active count leaves out, where it is not all a token uses (count_parameters' active): gpt-oss's
+# model card leaves out the input embedding table (a lookup, not a matmul); Qwen3-Next's and Kimi Linear's
+# "3B activated" leave out the embedding and the output matrix both.
+PUBLISHED_ACTIVE_LEAVES_OUT = {"gpt-oss-20b": "embedding", "gpt-oss-120b": "embedding",
+                               "qwen3-next-80b-a3b": "embedding and output",
+                               "kimi-linear-48b-a3b": "embedding and output"}
+
+
+def active_as_published(name: str, count=None) -> int:
+    """Counted active parameters of zoo model `name` less what its published active count leaves out.
+
+    `count`: its `count_parameters` result, if already at hand (counting the largest models takes seconds)."""
+    from .counting import count_parameters
+
+    config = get(name)
+    count = count_parameters(config) if count is None else count
+    left_out = PUBLISHED_ACTIVE_LEAVES_OUT.get(name)
+    matrices = {None: 0, "embedding": 1, "embedding and output": 1 if config.tie_embeddings else 2}[left_out]
+    return count.active - matrices * count.embedding
+
+
 def names() -> list[str]:
     """The architectures the zoo knows, in the order the course meets them."""
     return list(_CONFIGS)

@@ -1,6 +1,7 @@
 """The benchmark command's interface (the benchmarks themselves print ratios; they are not timed in tests)."""
 
 import pytest
+import torch
 
 from llmfs import bench
 
@@ -82,3 +83,12 @@ def test_cached_step_seconds_rejects_bad_repeats(repeats):
 
     with pytest.raises(ValueError, match="repeats"):
         bench.cached_step_seconds(lambda *a, **k: None, torch.zeros(1), torch.zeros(1), ConcatKVLayerCache(1), repeats)
+
+
+def test_moe_dispatch_timings_check_equal_outputs_and_time_all_four_sides():
+    pytest.importorskip("transformers")
+    threads = torch.get_num_threads()
+    best = bench.moe_dispatch_timings(rounds=1)
+    assert set(best) == {"llmfs sorted", "llmfs loop", "transformers eager", "transformers grouped_mm"}
+    assert all(0 < seconds < 60 for seconds in best.values())
+    assert torch.get_num_threads() == threads  # the fixed thread count is restored

@@ -36,10 +36,26 @@ def test_sorted_dispatch_equals_the_loop(name):
     assert torch.allclose(sorted_out, moe(x), atol=1e-6)
 
 
+@pytest.mark.parametrize("name", [*VARIANTS, "gpt-oss"])
+def test_padded_one_bmm_dispatch_equals_the_loop(name):
+    settings = VARIANTS.get(name) or MoE(8, 2, 24, router_bias=True, expert_bias=True, swiglu_limit=1.0)
+    moe = layer(settings)
+    with torch.no_grad():
+        for p in moe.experts.parameters():
+            p.normal_(0, 0.3)  # nonzero expert biases, gates past the clamp
+    moe.experts.batched = True  # the GPU's path, here on the CPU
+    x = torch.randn(3, 40, D)
+    batched = moe(x)
+    moe.dispatch = "loop"
+    assert torch.allclose(batched, moe(x), atol=1e-5)
+    moe.experts.batched, moe.dispatch = False, "sorted"
+    assert torch.allclose(batched, moe(x), atol=1e-5)
+
+
 def test_sorted_dispatch_equals_the_loop_when_one_expert_takes_most_tokens():
     moe = layer(MoE(8, 2, 24))
     with torch.no_grad():
-        moe.selection_bias[3] = 10.0  # every token picks expert 3: the per-expert slice path
+        moe.selection_bias[3] = 10.0  # every token picks expert 3
     x = torch.randn(2, 50, D)
     out = moe(x)
     assert moe.load[3] == 100
@@ -176,6 +192,21 @@ def test_bad_settings_name_the_layer_and_field(settings, field):
                     layers=(LayerSpec(ffn=settings),))
 
 
+@pytest.mark.parametrize("settings, field", [
+    (MoE(4, 5, 8), "top_k=5 must be at most n_experts=4"),
+    (MoE(8, 2, 8, n_group=3), "n_group=3 must divide n_experts=8"),
+    (MoE(8, 2, 8, n_group=2, topk_group=3), "topk_group=3 must be at most n_group=2"),
+    (MoE(0, 1, 8), "n_experts must be a positive integer"),
+])
+def test_a_layer_built_directly_checks_its_settings_too(settings, field):
+    with pytest.raises(ConfigError, match=field):
+        MixtureOfExperts(D, settings)
+
+
+def test_a_layer_built_directly_derives_the_expert_width():
+    assert MixtureOfExperts(D, MoE(8, 2)).experts.w_out.shape == (8, 4 * D // 2, D)
+
+
 @pytest.mark.parametrize("name", ["qwen3-30b-a3b", "qwen3-235b-a22b", "llama4-maverick"])
 def test_zoo_moe_totals_and_active_counts_match_published(name):
     count = count_parameters(zoo.get(name))
@@ -219,3 +250,28 @@ def test_shared_gate_scales_the_shared_expert_by_a_sigmoid():
         MoE(n_experts=4, top_k=2, d_expert=8, n_shared=0, shared_gate=True).check(16)
     with pytest.raises(ConfigError, match="shared_gate"):
         MoE(n_experts=4, top_k=2, d_expert=8, n_shared=1, shared_gate="yes").check(16)
+
+
+def moe_zoo_models():
+    return [name for name in zoo.names() if any(isinstance(spec.ffn, MoE) for spec in zoo.get(name).layers)]
+
+
+def test_every_moe_zoo_model_has_published_counts_that_its_count_matches():
+    names = moe_zoo_models()
+    assert {"qwen3-30b-a3b", "deepseek-v3", "kimi-k2", "llama4-maverick", "gpt-oss-20b", "gpt-oss-120b",
+            "mixtral-8x7b"} <= set(names)
+    for name in names:
+        total, active = zoo.PUBLISHED_PARAMETERS[name], zoo.PUBLISHED_ACTIVE_PARAMETERS[name]
+        digits = str(active).rstrip("0")  # "3" for 3B: +-0.5B is still "3B"
+        rounding = 0.5 * 10 ** (len(str(active)) - len(digits)) / active
+        assert abs(count_parameters(zoo.get(name)).total / total - 1) < 0.03, name
+        assert abs(zoo.active_as_published(name) / active - 1) <= max(0.03, rounding), name
+
+
+def test_gpt_oss_published_active_counts_leave_out_the_embedding_table():
+    for name in ("gpt-oss-20b", "gpt-oss-120b"):
+        count = count_parameters(zoo.get(name))
+        assert zoo.active_as_published(name) == zoo.active_as_published(name, count) == count.active - count.embedding
+        assert abs(zoo.active_as_published(name) / zoo.PUBLISHED_ACTIVE_PARAMETERS[name] - 1) < 0.005
+        assert count.active / zoo.PUBLISHED_ACTIVE_PARAMETERS[name] > 1.1  # with the table it would not match
+    assert zoo.active_as_published("qwen3-30b-a3b") == count_parameters(zoo.get("qwen3-30b-a3b")).active
