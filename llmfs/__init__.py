@@ -29,6 +29,9 @@ from .training import History, evaluate, lm_loss, set_seed, train
 from . import exercises
 from .notebook import glue, pick_device, show
 
+# --- looking inside a model (chapter 2) ---
+from . import probes
+
 # --- chapter 1: recurrent encoder-decoder ---
 from . import rnn, tasks
 from .rnn import AdditiveAttention, Seq2Seq, accuracy_by_length, build_seq2seq, train_seq2seq

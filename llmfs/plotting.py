@@ -325,3 +325,60 @@ def draw_rope_rotation(q=(1.0, 0.3), k=(0.3, -0.9), theta=0.35, pairs=((1, 3), (
         ax.set_xticks([])
         ax.set_yticks([])
     return figure
+
+
+# --- several seeds: per-step curves and final values (chapter 3) ---
+
+
+def plot_step_bands(runs, baselines=None, window=10, ax=None, title=None, ylabel="training loss (nats)"):
+    """Per-step losses of several seeds per name, averaged over windows of `window` steps: the mean over
+    seeds as a line, min to max as a band; `baselines` (dict label -> value) as dotted lines.
+
+    runs: dict name -> list of per-step loss sequences (one per seed, equally long).
+    """
+    if not isinstance(runs, dict) or not runs:
+        raise TypeError("runs must be a non-empty dict mapping names to lists of per-step losses")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive integer, got {window!r}")
+    ax = ax if ax is not None else _new_axes((6.4, 4.0))
+    for index, (name, curves) in enumerate(runs.items()):
+        lengths = {len(curve) for curve in curves}
+        if not curves or len(lengths) != 1 or min(lengths) < window:
+            raise ValueError(f"runs[{name!r}] must hold equally long curves of at least window={window} steps")
+        losses = np.array([_to_numpy(curve) for curve in curves], dtype=float)  # (seeds, steps)
+        n = losses.shape[1] // window
+        windows = losses[:, : n * window].reshape(len(curves), n, window).mean(axis=2)  # (seeds, n)
+        steps, color = window * np.arange(1, n + 1), f"C{index % 10}"
+        ax.plot(steps, windows.mean(axis=0), color=color, label=f"{name} ({len(curves)} seeds)")
+        ax.fill_between(steps, windows.min(axis=0), windows.max(axis=0), color=color, alpha=0.25, linewidth=0)
+    _draw_baselines(ax, baselines)
+    ax.set(xlabel="step", ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    return ax.figure
+
+
+def plot_seed_points(values, baselines=None, ax=None, title=None, ylabel="accuracy"):
+    """One column per name: a dot per seed and a bar at their mean; `baselines` (label -> value) as dotted lines."""
+    if not isinstance(values, dict) or not values:
+        raise TypeError("values must be a non-empty dict mapping names to lists of per-seed numbers")
+    ax = ax if ax is not None else _new_axes((4.0, 3.6))
+    for index, (name, seeds) in enumerate(values.items()):
+        seeds = np.asarray(seeds, dtype=float)
+        if seeds.ndim != 1 or seeds.size == 0 or not np.isfinite(seeds).all():
+            raise ValueError(f"values[{name!r}] must be a non-empty list of finite numbers, got {seeds!r}")
+        color = f"C{index % 10}"
+        ax.scatter(np.full(seeds.size, index), seeds, color=color, zorder=3)
+        ax.plot([index - 0.25, index + 0.25], [seeds.mean()] * 2, color=color, linewidth=2.5)
+    _draw_baselines(ax, baselines)
+    ax.set_xticks(range(len(values)), list(values))
+    ax.set(ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3, axis="y")
+    if baselines:
+        ax.legend(fontsize=9)
+    return ax.figure
+
+
+def _draw_baselines(ax, baselines):
+    for index, (label, value) in enumerate((baselines or {}).items()):
+        ax.axhline(value, color="0.3", linestyle=(0, (1, 1 + 2 * index)), linewidth=1.2, label=label)

@@ -16,7 +16,11 @@ import math
 
 import torch
 
+from .attention import Attention
+from .config import LayerSpec, ModelConfig
+from .ffn import MLP
 from .model import Transformer
+from .positions import Rope
 from .tasks import IGNORE, MQARTask
 
 
@@ -28,7 +32,8 @@ def recall_task(vocab_size: int, n_pairs: int) -> MQARTask:
 
 def train_recall(config, steps: int, n_pairs: int, seed: int, batch_size: int = 64, lr: float = 3e-3,
                  device: str = "cpu") -> dict:
-    """Train `Transformer(config)` on MQAR from seed `seed`: its held-out `recall_metrics` and the model.
+    """Train `Transformer(config)` on MQAR from seed `seed`: its held-out `recall_metrics`, the model, and the
+    training loss of every step ("losses").
 
     config.vocab_size must be n_keys + n_values (n_keys = n_values = vocab_size // 2).
     """
@@ -38,6 +43,7 @@ def train_recall(config, steps: int, n_pairs: int, seed: int, batch_size: int = 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
     data = torch.Generator().manual_seed(seed)
+    losses = []
     for _ in range(steps):
         ids, targets = task.batch(batch_size, data)
         ids, targets = ids.to(device), targets.to(device)
@@ -46,7 +52,8 @@ def train_recall(config, steps: int, n_pairs: int, seed: int, batch_size: int = 
         loss.backward()
         optimizer.step()
         schedule.step()
-    return {**recall_metrics(model.eval(), n_pairs), "model": model}
+        losses.append(loss.item())
+    return {**recall_metrics(model.eval(), n_pairs), "model": model, "losses": losses}
 
 
 def recall_metrics(model, n_pairs: int, n_sequences: int = 512) -> dict:
@@ -61,3 +68,11 @@ def recall_metrics(model, n_pairs: int, n_sequences: int = 512) -> dict:
     return {"loss": torch.nn.functional.cross_entropy(logits[asked], targets[asked]).item(),
             "accuracy": (logits[asked].argmax(-1) == targets[asked]).float().mean().item(),
             "chance_loss": math.log(task.n_values)}
+
+
+def sharing_config(n_kv_heads: int, n_heads: int = 8, head_dim: int = 4, vocab_size: int = 32, d_model: int = 64,
+                   n_layers: int = 2) -> ModelConfig:
+    """Chapter 3's recall model: `n_layers` layers of `n_heads` query heads of `head_dim`, sharing `n_kv_heads`
+    K/V heads. The heads are narrow on purpose, so what the K/V heads can hold per token limits recall."""
+    return ModelConfig(vocab_size=vocab_size, context_length=64, d_model=d_model, n_layers=n_layers, norm="rmsnorm",
+                       layers=LayerSpec(Attention(n_heads, n_kv_heads, head_dim), MLP(2 * d_model), positions=Rope()))

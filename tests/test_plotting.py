@@ -193,3 +193,32 @@ def test_draw_rope_rotation_gives_equal_dot_products_for_equal_offsets():
     figure = draw_rope_rotation(pairs=((1, 3), (5, 7), (0, 4)))
     titles = [ax.get_title().split("= ")[-1] for ax in figure.axes]
     assert titles[0] == titles[1] != titles[2]  # offset 2 twice, then offset 4
+
+
+# --- several seeds: per-step curves and final values (chapter 3) ---
+
+
+def test_plot_step_bands_averages_windows_and_draws_a_band_per_name():
+    from llmfs.plotting import plot_step_bands
+
+    curves = {"a": [[3.0] * 10 + [1.0] * 10, [3.0] * 10 + [2.0] * 10], "b": [list(range(20))]}
+    ax = plot_step_bands(curves, baselines={"chance": 2.5}, window=10).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a (2 seeds)", "b (1 seeds)", "chance"]
+    assert ax.lines[0].get_ydata().tolist() == [3.0, 1.5]  # window means, then the mean over seeds
+    assert ax.lines[0].get_xdata().tolist() == [10, 20]
+    assert len(ax.collections) == 2
+    with pytest.raises(ValueError, match="equally long"):
+        plot_step_bands({"a": [[1.0] * 20, [1.0] * 30]})
+    with pytest.raises(ValueError, match="window"):
+        plot_step_bands(curves, window=0)
+
+
+def test_plot_seed_points_draws_each_seed_and_the_mean():
+    from llmfs.plotting import plot_seed_points
+
+    ax = plot_seed_points({"MHA": [0.2, 0.3], "MQA": [0.1]}, baselines={"chance": 0.05}).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["MHA", "MQA"]
+    assert ax.collections[0].get_offsets()[:, 1].tolist() == [0.2, 0.3]
+    assert ax.lines[0].get_ydata().tolist() == pytest.approx([0.25, 0.25])
+    with pytest.raises(ValueError, match="finite"):
+        plot_seed_points({"MHA": [float("nan")]})

@@ -49,3 +49,21 @@ def test_recall_metrics_score_only_the_recalled_values():
     metrics = recall_metrics(Oracle(), n_pairs=4, n_sequences=8)
     assert metrics["accuracy"] == 1.0 and metrics["loss"] < 1e-6
     assert metrics["chance_loss"] == pytest.approx(math.log(8))
+
+
+def test_sharing_configs_differ_only_in_kv_heads():
+    from llmfs.recall import sharing_config
+
+    configs = {n_kv: sharing_config(n_kv) for n_kv in (8, 2, 1)}
+    assert {c.n_heads for c in configs.values()} == {8} and {c.head_dim for c in configs.values()} == {4}
+    assert configs[8].replace(n_kv_heads=1) == configs[1]
+    assert [c.n_kv_heads for c in configs.values()] == [8, 2, 1]
+
+
+def test_train_recall_records_the_loss_of_every_step_and_repeats_with_its_seed():
+    from llmfs.recall import sharing_config, train_recall
+
+    runs = [train_recall(sharing_config(2, n_layers=1), steps=3, n_pairs=2, seed=5, batch_size=4) for _ in range(2)]
+    assert len(runs[0]["losses"]) == 3 and all(math.isfinite(loss) for loss in runs[0]["losses"])
+    assert runs[0]["losses"] == runs[1]["losses"] and runs[0]["loss"] == runs[1]["loss"]
+    assert runs[0]["chance_loss"] == pytest.approx(math.log(16))

@@ -7,8 +7,8 @@ interpreter, on CPU tensors, in float32 — slowly, but line by line as on a GPU
 """
 
 from .ops import HEAD_DIMS, MAX_ROW, add, flash_attention, launch, matmul, rms_norm, rope, softmax
-from .reference import (add_reference, attention_reference, matmul_reference, rms_norm_reference, rope_reference,
-                        softmax_reference)
+from .reference import (add_reference, attention_by_blocks, attention_reference, matmul_reference, rms_norm_reference,
+                        rope_reference, softmax_reference)
 from .runtime import (GPU_DTYPES, INTERPRETER_DTYPES, KernelInputError, NoGPUError, import_triton, interpreting,
                       kernel_device, supported_dtypes, use_interpreter_without_gpu)
 
