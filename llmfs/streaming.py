@@ -114,13 +114,38 @@ def with_window(model, window: int | None, sink_tokens: int = 0) -> Transformer:
 
 
 @torch.no_grad()
-def loss_by_position(model, ids: torch.Tensor) -> torch.Tensor:
-    """The next-token loss (T - 1,) at each position of `ids` (B, T), averaged over the B sequences."""
+def loss_by_position(model, ids: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+    """The loss at each position, averaged over the B sequences: of `targets` (B, T) given `ids` (B, T), shape
+    (T,); or without targets, of each next token of `ids`, shape (T - 1,)."""
     device = next(model.parameters()).device
-    ids = ids.to(device)
-    logits = model(ids[:, :-1])  # (B, T - 1, V)
-    losses = F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="none")
+    if targets is None:
+        ids, targets = ids[:, :-1], ids[:, 1:]
+    logits = model(ids.to(device))  # (B, T, V)
+    losses = F.cross_entropy(logits.flatten(0, 1), targets.to(device).flatten(), reduction="none")
     return losses.view(ids.shape[0], -1).mean(0).cpu()
+
+
+def train_on_task(config: ModelConfig, task, steps: int, seed: int, batch_size: int = 32, lr: float = 3e-3,
+                  device: str = "cpu") -> Transformer:
+    """Train `Transformer(config)` from seed `seed` on `task.batch(batch_size, generator=g)` pairs of (ids,
+    targets), each (B, T), with the loss at every position (AdamW, one-cycle schedule); the model in eval mode."""
+    for name, value in (("steps", steps), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    torch.manual_seed(seed)
+    model = Transformer(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    data = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        ids, targets = task.batch(batch_size, generator=data)
+        logits = model(ids.to(device))  # (B, T, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.to(device).flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    return model.eval()
 
 
 def receptive_field(pattern: str, window: int, T: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ from llmfs.exercises.ch05 import visible_tokens  # noqa: E402
 from llmfs.plotting import plot_receptive_field  # noqa: E402
 from llmfs.streaming import (  # noqa: E402
     attention_weights, decode_step_seconds, loss_by_position, passkey_accuracy, passkey_config, receptive_field,
-    train_passkey, with_window,
+    train_on_task, train_passkey, with_window,
 )
 from llmfs.tasks import PasskeyTask  # noqa: E402
 
@@ -140,3 +140,36 @@ def test_decode_step_seconds_times_both_sides():
     times = decode_step_seconds([8, 32], window=8, d_model=32, n_heads=2, rounds=1)
     assert set(times) == {"full", "window"}
     assert all(len(t) == 2 and all(s > 0 for s in t) for t in times.values())
+
+
+def test_trigger_copy_task_targets_copy_symbols_and_look_back_at_triggers():
+    from llmfs.tasks import TriggerCopyTask
+
+    task = TriggerCopyTask(n_symbols=5, trigger_rate=0.4, length=30)
+    ids, targets = task.batch(64, generator=torch.Generator().manual_seed(0))
+    assert ids.shape == targets.shape == (64, 31) and (ids[:, 0] == task.begin).all()
+    triggered = ids == task.trigger
+    assert triggered.any() and not triggered[:, 1].any()
+    assert torch.equal(targets[~triggered], ids[~triggered])
+    rows, cols = triggered.nonzero(as_tuple=True)
+    assert torch.equal(targets[rows, cols], ids[rows, cols - 1])
+    for bad in (dict(trigger_rate=1.0), dict(trigger_rate=True), dict(n_symbols=1), dict(length=1.5)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TriggerCopyTask(**bad)
+
+
+def test_train_on_task_lowers_the_loss_and_loss_by_position_takes_targets():
+    from llmfs import Attention, LayerSpec, MLP, ModelConfig, Rope
+    from llmfs.tasks import TriggerCopyTask
+
+    task = TriggerCopyTask(length=16)
+    config = ModelConfig(vocab_size=task.vocab_size, context_length=17, d_model=32, n_layers=1, norm="rmsnorm",
+                         layers=LayerSpec(Attention(2), MLP(64), positions=Rope()))
+    ids, targets = task.batch(64, generator=torch.Generator().manual_seed(1))
+    untrained = Transformer(config).eval()
+    trained = train_on_task(config, task, steps=60, seed=0)
+    before, after = loss_by_position(untrained, ids, targets), loss_by_position(trained, ids, targets)
+    assert before.shape == after.shape == (17,)
+    assert after.mean() < before.mean() - 0.5
+    with pytest.raises(ValueError, match="batch_size"):
+        train_on_task(config, task, steps=1, seed=0, batch_size=0)
