@@ -382,3 +382,25 @@ def plot_seed_points(values, baselines=None, ax=None, title=None, ylabel="accura
 def _draw_baselines(ax, baselines):
     for index, (label, value) in enumerate((baselines or {}).items()):
         ax.axhline(value, color="0.3", linestyle=(0, (1, 1 + 2 * index)), linewidth=1.2, label=label)
+
+
+def plot_receptive_field(reach, title=None, ax=None, layer_names=None):
+    """Draw `llmfs.streaming.receptive_field`'s (n_layers + 1, T) boolean grid: the tokens at the bottom, each
+    layer above; a filled cell feeds the last position's output (the top right cell)."""
+    reach = _to_numpy(reach).astype(bool)
+    if reach.ndim != 2:
+        raise ValueError(f"reach must be (n_layers + 1, T), got shape {reach.shape}")
+    n_rows, T = reach.shape
+    ax = ax if ax is not None else _new_axes((7.0, 0.45 * n_rows + 1.0))
+    ax.imshow(reach, cmap="Blues", vmin=-0.3, vmax=1.2, origin="lower", aspect="auto")
+    ax.set_xticks(np.arange(-0.5, T, 1), minor=True)
+    ax.set_yticks(np.arange(-0.5, n_rows, 1), minor=True)
+    ax.grid(which="minor", color="white", linewidth=1)
+    ax.tick_params(which="minor", length=0)
+    names = ["tokens"] + [f"layer {i + 1}" for i in range(n_rows - 1)] if layer_names is None else layer_names
+    ax.set_yticks(range(n_rows), names, fontsize=9)
+    ax.set_xlabel("position")
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    if title is not None:
+        ax.set_title(title, fontsize=10)
+    return ax.figure

@@ -320,3 +320,52 @@ class PasskeyTask:
         ids[rows, key_at] = self.n_filler + 2 + keys
         ids[:, -1] = self.query
         return ids, self.n_filler + 2 + keys
+
+
+@dataclass(frozen=True)
+class TriggerCopyTask:
+    """A task where most positions need no attention at all (chapter 5's attention sinks): a begin token, then
+    random symbols, some replaced by a trigger. The target at a symbol is that symbol (the residual stream has
+    it already); at a trigger it is the token just before. An attention head serves only the triggers, and must
+    leave every other position alone: it needs a way to attend to nothing.
+
+    Token ids: symbols 0 .. n_symbols - 1, the trigger, then the begin token. `batch(n, generator=g)` returns
+    ids and targets, each (n, length + 1); position 0 holds the begin token (its target: itself).
+    """
+
+    n_symbols: int = 16
+    trigger_rate: float = 0.3
+    length: int = 48
+
+    def __post_init__(self):
+        for name in ("n_symbols", "length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+                raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
+        rate = self.trigger_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"trigger_rate must be a number in [0, 1), got {rate!r}")
+
+    @property
+    def trigger(self) -> int:
+        return self.n_symbols
+
+    @property
+    def begin(self) -> int:
+        return self.n_symbols + 1
+
+    @property
+    def vocab_size(self) -> int:
+        return self.n_symbols + 2
+
+    def batch(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids and targets, each (B, length + 1): the begin token, then symbols and triggers."""
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        symbols = torch.randint(0, self.n_symbols, (batch_size, self.length), generator=generator)
+        triggered = torch.rand(batch_size, self.length, generator=generator) < self.trigger_rate
+        triggered[:, 0] = False  # the first symbol has no symbol before it
+        body = torch.where(triggered, self.trigger, symbols)  # (B, length)
+        previous = torch.cat((body[:, :1], body[:, :-1]), dim=1)
+        begin = torch.full((batch_size, 1), self.begin)
+        return torch.cat((begin, body), 1), torch.cat((begin, torch.where(triggered, previous, body)), 1)
