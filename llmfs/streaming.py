@@ -37,27 +37,43 @@ def passkey_config(task: PasskeyTask, pattern: str, window: int, d_model: int = 
                        name=f"passkey {pattern} (window {window})")
 
 
-def train_passkey(config: ModelConfig, task: PasskeyTask, steps: int, seed: int, batch_size: int = 64,
-                  lr: float = 3e-3, device: str = "cpu") -> Transformer:
-    """Train `Transformer(config)` from seed `seed` to answer the passkey at the last position (AdamW, one-cycle
-    schedule); the distances of the key are drawn uniformly. Returns the model in eval mode."""
-    for name, value in (("steps", steps), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+def _train(config: ModelConfig, batches, loss_of, steps: int, seed: int, lr: float, weight_decay: float,
+           device: str) -> Transformer:
+    """Train `Transformer(config)` from seed `seed` for `steps` AdamW steps (one-cycle schedule) on the batches
+    `batches(generator)` gives, minimising `loss_of(model, batch)`; the model in eval mode."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
     torch.manual_seed(seed)
     model = Transformer(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
     data = torch.Generator().manual_seed(seed)
     for _ in range(steps):
-        ids, keys = task.batch(batch_size, generator=data)
-        logits = model(ids.to(device))[:, -1]  # (B, V): the answer comes after the query token
-        loss = F.cross_entropy(logits, keys.to(device))
+        loss = loss_of(model, batches(data))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
     return model.eval()
+
+
+def _check_batch_size(batch_size) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+
+
+def train_passkey(config: ModelConfig, task: PasskeyTask, steps: int, seed: int, batch_size: int = 64,
+                  lr: float = 3e-3, device: str = "cpu") -> Transformer:
+    """Train `Transformer(config)` from seed `seed` to answer the passkey at the last position (AdamW, one-cycle
+    schedule); the distances of the key are drawn uniformly. Returns the model in eval mode."""
+    _check_batch_size(batch_size)
+
+    def loss_of(model, batch):
+        ids, keys = batch
+        logits = model(ids.to(device))[:, -1]  # (B, V): the answer comes after the query token
+        return F.cross_entropy(logits, keys.to(device))
+
+    return _train(config, lambda g: task.batch(batch_size, generator=g), loss_of, steps, seed, lr, 0.0, device)
 
 
 @torch.no_grad()
@@ -129,23 +145,14 @@ def train_on_task(config: ModelConfig, task, steps: int, seed: int, batch_size: 
                   device: str = "cpu") -> Transformer:
     """Train `Transformer(config)` from seed `seed` on `task.batch(batch_size, generator=g)` pairs of (ids,
     targets), each (B, T), with the loss at every position (AdamW, one-cycle schedule); the model in eval mode."""
-    for name, value in (("steps", steps), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    torch.manual_seed(seed)
-    model = Transformer(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
-    data = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        ids, targets = task.batch(batch_size, generator=data)
+    _check_batch_size(batch_size)
+
+    def loss_of(model, batch):
+        ids, targets = batch
         logits = model(ids.to(device))  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.to(device).flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-    return model.eval()
+        return F.cross_entropy(logits.flatten(0, 1), targets.to(device).flatten())
+
+    return _train(config, lambda g: task.batch(batch_size, generator=g), loss_of, steps, seed, lr, 0.1, device)
 
 
 def receptive_field(pattern: str, window: int, T: int) -> torch.Tensor:
