@@ -55,8 +55,9 @@ class PhraseText:
         phrases = tuple(tokens.split(lengths.tolist()))
         successors = torch.empty(self.n_phrases, len(probs), dtype=torch.long)
         for i in range(self.n_phrases):
-            others = [j for j in torch.randperm(self.n_phrases, generator=gen).tolist() if j != (i + 1) % self.n_phrases]
-            successors[i] = torch.tensor([(i + 1) % self.n_phrases] + others[: len(probs) - 1])
+            following = (i + 1) % self.n_phrases
+            others = [j for j in torch.randperm(self.n_phrases, generator=gen).tolist() if j != following]
+            successors[i] = torch.tensor([following] + others[: len(probs) - 1])
         object.__setattr__(self, "phrases", phrases)
         object.__setattr__(self, "successors", successors)  # (n_phrases, len(successor_probs))
 

@@ -46,7 +46,8 @@ def chapter_prefix(path) -> str:
 
 def test_exercise_prefixes_of_chapters_and_appendices():
     assert course.exercise_prefix(NUMBERED_CHAPTERS[2]) == "ch03"
-    assert [course.exercise_prefix(name) for name in APPENDICES] == [f"app{chr(65 + i)}" for i in range(len(APPENDICES))]
+    letters = [chr(ord("A") + i) for i in range(len(APPENDICES))]
+    assert [course.exercise_prefix(name) for name in APPENDICES] == [f"app{letter}" for letter in letters]
     with pytest.raises(ValueError, match="neither"):
         course.exercise_prefix("book/intro")
 

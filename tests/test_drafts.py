@@ -39,7 +39,8 @@ def test_entropy_is_the_loss_of_the_true_rule():
 
 @pytest.mark.parametrize("kwargs, field", [
     (dict(vocab_size=0), "vocab_size"), (dict(n_phrases=1), "n_phrases"), (dict(n_phrases=40), "n_phrases"),
-    (dict(successor_probs=(0.5, 0.6)), "successor_probs"), (dict(successor_probs=(float("nan"), 1.0)), "successor_probs"),
+    (dict(successor_probs=(0.5, 0.6)), "successor_probs"),
+    (dict(successor_probs=(float("nan"), 1.0)), "successor_probs"),
     (dict(successor_probs=[1.0]), "successor_probs"), (dict(n_phrases=True), "n_phrases"),
 ])
 def test_phrase_text_refuses_bad_settings(kwargs, field):

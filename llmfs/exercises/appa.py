@@ -73,7 +73,8 @@ def tokens_per_round(alpha: float, k: int) -> float:
 def _alpha_k_cases(gen):
     cases = [(1.0, 3), (0.0, 4)]
     for _ in range(6):
-        cases.append((round(float(torch.rand(1, generator=gen)) * 0.98, 3), int(torch.randint(1, 9, (1,), generator=gen))))
+        alpha = round(float(torch.rand(1, generator=gen)) * 0.98, 3)
+        cases.append((alpha, int(torch.randint(1, 9, (1,), generator=gen))))
     return cases
 
 
