@@ -170,8 +170,6 @@ def test_trained_heads_accept_predictable_tokens(form):
     assert out[0].tolist() == [(3 + i) % 7 for i in range(43)]
     print(form, stats.acceptance_by_depth)
     assert stats.acceptance_rate > 0.9 and stats.tokens_per_round > 2.5
-    _, untrained = mtp_speculative_generate(_model(form, depths=2, vocab=7), prompt, 40, return_stats=True)
-    assert untrained.acceptance_rate < 0.5
 
 
 def test_sampling_equals_main_distribution():
