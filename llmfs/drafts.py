@@ -151,3 +151,26 @@ def trained_pair(sizes: str | PairSizes = "appendix", text: PhraseText | None = 
         train(model, batches, steps=steps, lr=lr, weight_decay=0.0, seed=seed + offset, progress=False)
         models.append(model.eval())
     return models[0], models[1], text
+
+
+def train_mtp_heads(target: Transformer, text: PhraseText, depths: int = 2, form: str = "sequential",
+                    steps: int = 100, lr: float = 1e-2, batch_size: int = 16, seq_len: int = 32, seed: int = 0):
+    """Add `depths` MTP heads to a trained `target` and train only them (its trunk frozen); return the MTPModel.
+
+    The main model is left exactly as it was, so self-speculative decoding with these heads emits the target's
+    greedy tokens, and its speed can be set against a separate draft's on the same target.
+    """
+    from .mtp import MTP, MTPModel
+
+    positive_int("steps", steps)
+    set_seed(seed)
+    model = MTPModel(target, MTP(depths=depths, form=form))
+    optimizer = torch.optim.AdamW(model.heads.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    for inputs, targets in text.batches(batch_size, seq_len, steps, seed=seed + 2):
+        loss = model.loss(inputs, targets, trunk_gradient=False)  # (B, T) -> the heads' loss reaches only them
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.heads.parameters(), 1.0)
+        optimizer.step()
+    return model.eval()

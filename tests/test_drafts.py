@@ -96,3 +96,18 @@ def test_appendix_exercises_pass_their_reference_and_fail_a_wrong_answer(exercis
 def test_appendix_exercise_ids():
     assert {i for i in exercises.ids() if i.startswith("appA.")} == set(WRONG)
     assert appa.tokens_per_round(0.5, 2) == llmfs.expected_tokens_per_round(0.5, 2)
+
+
+def test_mtp_heads_leave_the_target_unchanged_and_draft_for_it():
+    text = PhraseText(vocab_size=32, n_phrases=8)
+    llmfs.set_seed(0)
+    target = phrase_model(text, d_model=32, n_layers=2)
+    llmfs.train(target, text.batches(16, 32, 60), steps=60, lr=1e-2, weight_decay=0.0, progress=False)
+    before = {name: p.detach().clone() for name, p in target.named_parameters()}
+    from llmfs.drafts import train_mtp_heads
+
+    model = train_mtp_heads(target.eval(), text, depths=2, steps=60)
+    assert all(torch.equal(p, before[name]) for name, p in target.named_parameters())
+    prompt = text.stream(4, seed=2)[None]
+    ids, stats = llmfs.mtp_speculative_generate(model, prompt, 40, return_stats=True)
+    assert torch.equal(ids, llmfs.generate(target, prompt, 40)) and stats.acceptance_rate > 0.5
