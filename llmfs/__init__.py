@@ -36,3 +36,7 @@ from . import probes
 from . import rnn, tasks
 from .rnn import AdditiveAttention, Seq2Seq, accuracy_by_length, build_seq2seq, train_seq2seq
 from .tasks import RecallTask
+
+# --- appendix: multi-token prediction (DeepSeek V3's MTP modules, parallel heads) and self-speculative decoding ---
+from . import mtp
+from .mtp import MTP, MTPModel, mtp_loss, mtp_speculative_generate

@@ -90,6 +90,31 @@ def numbered_chapters() -> list[str]:
     return [entry["file"] for part in toc.get("parts", []) if part.get("numbered") for entry in part["chapters"]]
 
 
+def appendix_chapters() -> list[str]:
+    """Return the files of the "Appendix" part of _toc.yml, in order: appendix A, B, ..."""
+    import yaml
+
+    toc = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    return [entry["file"] for part in toc.get("parts", []) if part.get("caption") == "Appendix"
+            for entry in part["chapters"]]
+
+
+def chapter_label(toc_file: str) -> str:
+    """The number of a chapter of _toc.yml ("3"), or its appendix letter ("A"); ValueError if it is neither."""
+    chapters, appendices = numbered_chapters(), appendix_chapters()
+    if toc_file in chapters:
+        return str(chapters.index(toc_file) + 1)
+    if toc_file in appendices:
+        return chr(ord("A") + appendices.index(toc_file))
+    raise ValueError(f"{toc_file} is in neither the Chapters nor the Appendix part of _toc.yml")
+
+
+def exercise_prefix(toc_file: str) -> str:
+    """The exercise-id prefix of a chapter of _toc.yml: chNN for chapter NN, appX for appendix X."""
+    label = chapter_label(toc_file)
+    return f"ch{int(label):02d}" if label.isdigit() else f"app{label}"
+
+
 def chapter_title(notebook) -> str:
     """Return the text of the first `# heading` of a notebook, or '' if it has none."""
     for cell in notebook.cells:
@@ -272,11 +297,11 @@ check cell after it.
 
 def student_readme(paths: list[Path], notebooks: list) -> str:
     """Return the student folder's README: a table of the chapters with their Colab links."""
-    order = numbered_chapters()
+    order = numbered_chapters() + appendix_chapters()
     rows = []
     for path, notebook in zip(paths, notebooks):
         name = f"chapters/{path.stem}"
-        number = str(order.index(name) + 1) if name in order else ""
+        number = chapter_label(name) if name in order else ""
         rows.append(
             (order.index(name) if name in order else len(order), f"| {number} | {chapter_title(notebook)} | "
              f"[open in Colab]({colab_url(STUDENT_DIR / path.name)}) |")

@@ -26,7 +26,7 @@ CSV_COLUMNS = ("submission", "exercise", "status", "points", "max_points", "mess
 TOTAL = "TOTAL"
 RESULT_MARKER = "LLMFS-GRADE "
 PROBE_TIMEOUT_S = 15  # after a timeout: how long an interrupted kernel gets to stop
-CHAPTER_PREFIX = re.compile(r"ch\d{2}")
+CHAPTER_PREFIX = re.compile(r"ch\d{2}|app[A-Z]")  # chapter NN, or appendix X
 
 
 @dataclass
@@ -359,7 +359,7 @@ def main(args) -> None:
         raise SystemExit(f"--seed {args.seed} is the seed of the notebooks' own checks: choose another")
     for chapter in args.chapters or []:
         if not CHAPTER_PREFIX.fullmatch(chapter):
-            raise SystemExit(f"--chapters takes chapter prefixes such as ch02, not {chapter!r}")
+            raise SystemExit(f"--chapters takes chapter prefixes such as ch02 (or appA), not {chapter!r}")
     limits = Limits(args.time_limit, args.cell_timeout, args.check_timeout)
     if min(limits.time_limit, limits.cell_timeout, limits.check_timeout) <= 0:
         raise SystemExit("--time-limit, --cell-timeout and --check-timeout must be positive")

@@ -26,6 +26,7 @@ TOC = yaml.safe_load((course.REPO_ROOT / "_toc.yml").read_text(encoding="utf-8")
 NUMBERED_CHAPTERS = [
     entry["file"] for part in TOC.get("parts", []) if part.get("numbered") for entry in part["chapters"]
 ]
+APPENDICES = course.appendix_chapters()
 NOTEBOOKS = course.chapter_notebooks()
 
 
@@ -35,8 +36,20 @@ def toc_name(path) -> str:
 
 
 def chapter_prefix(path) -> str:
-    """The exercise-id prefix of a chapter, `chNN`, from its position in the numbered part of _toc.yml."""
-    return f"ch{NUMBERED_CHAPTERS.index(toc_name(path)) + 1:02d}"
+    """The exercise-id prefix of a chapter, `chNN` from its position in the numbered part of _toc.yml (an
+    appendix: `appX` from its position in the Appendix part)."""
+    name = toc_name(path)
+    if name in NUMBERED_CHAPTERS:
+        return f"ch{NUMBERED_CHAPTERS.index(name) + 1:02d}"
+    return f"app{chr(ord('A') + APPENDICES.index(name))}"
+
+
+def test_exercise_prefixes_of_chapters_and_appendices():
+    assert course.exercise_prefix(NUMBERED_CHAPTERS[2]) == "ch03"
+    letters = [chr(ord("A") + i) for i in range(len(APPENDICES))]
+    assert [course.exercise_prefix(name) for name in APPENDICES] == [f"app{letter}" for letter in letters]
+    with pytest.raises(ValueError, match="neither"):
+        course.exercise_prefix("book/intro")
 
 
 def exercises_of(notebook) -> list[tuple[str, str, str]]:
@@ -222,7 +235,8 @@ def test_commands_that_change_chapters_need_a_checkout(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_chapter_is_in_the_table_of_contents(path):
-    assert toc_name(path) in NUMBERED_CHAPTERS, f"add `- file: {toc_name(path)}` to the Chapters part of _toc.yml"
+    assert toc_name(path) in NUMBERED_CHAPTERS + APPENDICES, (
+        f"add `- file: {toc_name(path)}` to the Chapters (or Appendix) part of _toc.yml")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)

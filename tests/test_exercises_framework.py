@@ -119,10 +119,16 @@ def test_duplicate_id_is_refused():
         register(Exercise(TOY_ID, "Again.", scaled_sum, toy_cases))
 
 
-@pytest.mark.parametrize("bad_id", ["scaled_sum", "ch9.scaled_sum", "ch099.x", "CH02.mask", "ch02.Mask", "ch02."])
+@pytest.mark.parametrize("bad_id", ["scaled_sum", "ch9.scaled_sum", "ch099.x", "CH02.mask", "ch02.Mask", "ch02.",
+                                    "appa.x", "appAB.x", "app1.x", "appA."])
 def test_bad_id_form_is_refused(bad_id):
     with pytest.raises(ValueError, match="chNN.name"):
         register(Exercise(bad_id, "Bad id.", scaled_sum, toy_cases))
+
+
+def test_appendix_ids_register():
+    register(Exercise("appZ.toy", "An appendix exercise.", scaled_sum, toy_cases))
+    assert "appZ.toy" in exercises.ids()
 
 
 def test_ids_are_sorted_and_include_the_toy():

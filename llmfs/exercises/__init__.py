@@ -1,7 +1,8 @@
 """Self-checking exercises: each chapter registers reference solutions, and `check` tests a reader's function.
 
-A chapter module `llmfs/exercises/chNN.py` calls `register(Exercise(...))` at import; this package imports
-every such module the first time `ids()` or `check()` is used. In a notebook:
+A chapter module `llmfs/exercises/chNN.py` (an appendix: `appX.py`, ids `appX.name`, e.g. `appA.name`) calls
+`register(Exercise(...))` at import; this package imports every such module the first time `ids()` or
+`check()` is used. In a notebook:
 
     llmfs.exercises.check("ch02.causal_mask", causal_mask)
 
@@ -26,7 +27,8 @@ import torch
 
 SEED = 0  # the inputs of the notebooks' check cells
 GRADING_SEED = 1  # the default hidden inputs of `python -m llmfs.course grade` (an instructor may pass another)
-ID_PATTERN = re.compile(r"ch\d{2}\.[a-z][a-z0-9_]*")
+# chNN.name for chapter NN; appX.name for appendix X (a capital letter)
+ID_PATTERN = re.compile(r"(ch\d{2}|app[A-Z])\.[a-z][a-z0-9_]*")
 
 
 @dataclass
@@ -75,11 +77,11 @@ _chapters_loaded = False
 
 
 def register(exercise: Exercise) -> Exercise:
-    """Add `exercise` to the registry; its id must read `chNN.name` and be new."""
+    """Add `exercise` to the registry; its id must read `chNN.name` (or `appX.name`) and be new."""
     if not ID_PATTERN.fullmatch(exercise.id):
         raise ValueError(
             f"exercise id {exercise.id!r} should read 'chNN.name' (two-digit chapter, lowercase "
-            f"snake_case name), e.g. 'ch02.causal_mask'"
+            f"snake_case name), e.g. 'ch02.causal_mask', or 'appX.name' for appendix X, e.g. 'appA.accept_token'"
         )
     if exercise.id in _registry:
         raise ValueError(f"exercise id {exercise.id!r} is already registered")
@@ -88,13 +90,13 @@ def register(exercise: Exercise) -> Exercise:
 
 
 def _load_chapters() -> None:
-    """Import every `ch*` module of this package once, so their `register` calls have run."""
+    """Import every `ch*` and `app*` module of this package once, so their `register` calls have run."""
     global _chapters_loaded
     if _chapters_loaded:
         return
     _chapters_loaded = True
     for module in pkgutil.iter_modules(__path__):
-        if module.name.startswith("ch"):
+        if module.name.startswith(("ch", "app")):
             importlib.import_module(f"{__name__}.{module.name}")
 
 
