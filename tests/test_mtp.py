@@ -8,9 +8,11 @@ import torch
 import torch.nn.functional as F
 
 import llmfs
+from llmfs import mtp, speculative
 from llmfs.mtp import MTP, MTPModel, main_forward, mtp_loss, mtp_speculative_generate, mtp_targets
 
 FORMS = ("sequential", "parallel")
+SAMPLING_SHARPEN, SAMPLING_DRAWS = 10.0, 400
 
 
 def _model(form="sequential", depths=3, vocab=16, seed=0, sharpen=1.0):
@@ -29,7 +31,7 @@ def _cyclic_batch(batch, length, period, generator):
     return (start + torch.arange(length + 1)) % period
 
 
-def _train_on_cycles(form, depths=2, period=7, steps=120, seed=0):
+def _train_on_cycles(form, depths=2, period=7, steps=60, seed=0):
     """A tiny MTP model trained with the MTP loss on cyclic sequences, where every future token is predictable."""
     model = _model(form, depths=depths, vocab=period, seed=seed)
     generator = torch.Generator().manual_seed(seed)
@@ -172,30 +174,48 @@ def test_trained_heads_accept_predictable_tokens(form):
     assert stats.acceptance_rate > 0.9 and stats.tokens_per_round > 2.5
 
 
-def test_sampling_equals_main_distribution():
-    """Temperature 1: the first two sampled tokens follow the main model's joint distribution (chi-square)."""
-    model = _model("sequential", depths=2, vocab=3, sharpen=60.0)
+def _chi_square(sharpen, draws, seed=0):
+    """Chi-square of the first three tokens sampled at temperature 1 against the main model's exact joint
+    distribution (vocabulary 3: 27 outcomes; cells expecting fewer than 5 are pooled). Returns (chi2, dof)."""
+    model = _model("sequential", depths=2, vocab=3, sharpen=sharpen)
     prompt = torch.tensor([[1, 2]])
     with torch.no_grad():
         p1 = torch.softmax(model.main(prompt)[0, -1], -1)  # (3,)
-        seconds = torch.cat((prompt.expand(3, 2), torch.arange(3)[:, None]), dim=1)
-        p2 = torch.softmax(model.main(seconds)[:, -1], -1)  # (3, 3)
-        p3 = torch.stack([torch.softmax(model.main(torch.cat((seconds, torch.full((3, 1), c)), 1))[:, -1], -1)
-                          for c in range(3)], dim=1)  # (3, 3, 3): first, second, third
+        seconds = torch.cat((prompt.expand(3, 2), torch.arange(3)[:, None]), dim=1)  # (3, 3)
+        p2 = torch.softmax(model.main(seconds)[:, -1], -1)  # (3, 3): first, second
+        thirds = torch.cat((seconds.repeat_interleave(3, 0), torch.arange(3).repeat(3)[:, None]), dim=1)  # (9, 4)
+        p3 = torch.softmax(model.main(thirds)[:, -1], -1).view(3, 3, 3)  # first, second, third
     exact = (p1[:, None, None] * p2[:, :, None] * p3).flatten().double()  # (27,)
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(seed)
     counts = torch.zeros(27, dtype=torch.float64)
-    draws = 1500
     for _ in range(draws):
         out = mtp_speculative_generate(model, prompt, 3, temperature=1.0, generator=generator)
         counts[out[0, 2] * 9 + out[0, 3] * 3 + out[0, 4]] += 1
-    keep = exact * draws >= 5  # chi-square needs expected counts of about 5 or more; pool the rest
+    keep = exact * draws >= 5
     expected = torch.cat(((exact * draws)[keep], (exact * draws)[~keep].sum().view(1)))
     observed = torch.cat((counts[keep], counts[~keep].sum().view(1)))
     chi2 = float(((observed - expected) ** 2 / expected.clamp(min=1e-9)).sum())
-    dof = int(keep.sum())  # cells kept + the pooled cell - 1
-    print(f"chi2 = {chi2:.1f} on {dof} dof")
-    assert chi2 < dof + 4 * (2 * dof) ** 0.5 + 10  # far beyond the 99.9% quantile only when the rule is wrong
+    return chi2, int(keep.sum())  # dof: cells kept + the pooled cell - 1
+
+
+def _wrong_rule(p, q, drafted, generator=None):
+    """A plausible mistake: on rejection sample from the main model's p, not from the residual max(0, p - q)."""
+    n, _ = speculative.accept_or_correct(p, q, drafted, generator)
+    row = p[n] if n < drafted.shape[0] else p[-1]
+    return n, torch.multinomial(row, 1, generator=generator)
+
+
+def test_sampling_follows_main_distribution(monkeypatch):
+    """Temperature 1: the first three tokens follow the main model's joint distribution; a plausible wrong rule
+    (on rejection, sample from p instead of the residual max(0, p - q)) is caught by the same test."""
+    chi2, dof = _chi_square(SAMPLING_SHARPEN, SAMPLING_DRAWS)
+    print(f"exact rule: chi2 = {chi2:.1f} on {dof} dof")
+    threshold = dof + 4 * (2 * dof) ** 0.5  # about the 99.9% quantile for these dof
+    assert chi2 < threshold
+    monkeypatch.setattr(mtp, "accept_or_correct", _wrong_rule)
+    wrong, _ = _chi_square(SAMPLING_SHARPEN, SAMPLING_DRAWS)
+    print(f"wrong rule: chi2 = {wrong:.1f}")
+    assert wrong > 2 * threshold
 
 
 def test_restores_train_mode_and_zero_tokens():
