@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 import llmfs
 from llmfs import mtp, speculative
-from llmfs.mtp import MTP, MTPModel, main_forward, mtp_loss, mtp_speculative_generate, mtp_targets
+from llmfs.mtp import (MTP, MTPModel, expected_acceptance, main_forward, mtp_loss, mtp_speculative_generate,
+                       mtp_targets, train_run)
 
 FORMS = ("sequential", "parallel")
 SAMPLING_SHARPEN, SAMPLING_DRAWS = 10.0, 400
@@ -216,6 +217,34 @@ def test_sampling_follows_main_distribution(monkeypatch):
     wrong, _ = _chi_square(SAMPLING_SHARPEN, SAMPLING_DRAWS)
     print(f"wrong rule: chi2 = {wrong:.1f}")
     assert wrong > 2 * threshold
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_expected_acceptance_by_hand(form):
+    model = _model(form, depths=2, sharpen=8.0)
+    idx = torch.randint(0, 16, (2, 12), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        logits, depth_logits = model(idx)
+    T = 12
+    for k in (1, 2):
+        main_at, depth_at = logits[:, k:], depth_logits[k - 1][:, : T - k]  # position i + k vs position i
+        greedy = (main_at.argmax(-1) == depth_at.argmax(-1)).float().mean()
+        overlap = [float(torch.minimum(torch.softmax(main_at[b, i], -1), torch.softmax(depth_at[b, i], -1)).sum())
+                   for b in range(2) for i in range(T - k)]
+        assert expected_acceptance(model, idx, 0.0)[k - 1] == pytest.approx(float(greedy))
+        assert expected_acceptance(model, idx, 1.0)[k - 1] == pytest.approx(sum(overlap) / len(overlap))
+    with pytest.raises(llmfs.ConfigError, match="temperature"):
+        expected_acceptance(model, idx, -1.0)
+
+
+def test_train_run_smoke():
+    """A few steps of the experiment: every field is filled and in range (the numbers are the notebook's job)."""
+    run = train_run(seed=0, with_mtp_loss=True, steps=3, eval_batches=1, prompts=1, new_tokens=6)
+    assert run.with_mtp_loss and 0 < run.val_loss < 6 and len(run.val_depth_loss) == len(run.agreement) == 2
+    assert all(0 <= a <= 1 for a in run.agreement + run.expected_acceptance + [run.acceptance_rate])
+    assert 1 <= run.tokens_per_round <= 3
+    with pytest.raises(llmfs.ConfigError, match="with_mtp_loss"):
+        train_run(with_mtp_loss="yes")
 
 
 def test_restores_train_mode_and_zero_tokens():
