@@ -440,13 +440,29 @@ def experiment_config(vocab_size: int, context_length: int = 32, d_model: int = 
 
 def train_run(seed=0, with_mtp_loss=True, steps=200, depths=2, form="sequential", loss_weight=0.3, batch_size=16,
               context_length=32, lr=3e-3, max_tokens=200_000, eval_batches=16, prompts=8, prompt_tokens=8,
-              new_tokens=24, device="cpu") -> MTPRun:
+              new_tokens=24, device="cpu", threads=1) -> MTPRun:
     """Train a tiny character-level model with MTP heads on Shakespeare for `steps` AdamW steps and measure it.
 
     with_mtp_loss=True: loss = next-token loss + loss_weight · MTP loss, through the whole model.
     with_mtp_loss=False (the baseline): the heads learn from a detached trunk, so the main model trains exactly
-    as a plain model would.
+    as a plain model would. `threads`: torch's CPU threads for the run, restored after (None: leave as is); a
+    model this small gains nothing from more, and a second thread on a busy machine made one run 8x slower.
     """
+    if threads is not None:
+        positive_int("threads", threads)
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _train_run(seed, with_mtp_loss, steps, depths, form, loss_weight, batch_size, context_length, lr,
+                          max_tokens, eval_batches, prompts, prompt_tokens, new_tokens, device)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train_run(seed, with_mtp_loss, steps, depths, form, loss_weight, batch_size, context_length, lr, max_tokens,
+               eval_batches, prompts, prompt_tokens, new_tokens, device) -> MTPRun:
+    """`train_run` itself, once its thread count is set."""
     from .datasets import make_loaders
     from .tokenizer import get_tokenizer
 
