@@ -428,6 +428,7 @@ class MTPRun:
     acceptance_rate: float  # accepted drafts / drafts: sampled (T = 1) self-speculative decoding, exact rule
     tokens_per_round: float  # tokens emitted per verification pass in that decoding
     seconds: float
+    model: MTPModel | None = field(default=None, repr=False)  # the trained model, in eval mode
 
 
 def experiment_config(vocab_size: int, context_length: int = 32, d_model: int = 64, n_layers: int = 2) -> ModelConfig:
@@ -514,7 +515,7 @@ def _train_run(seed, with_mtp_loss, steps, depths, form, loss_weight, batch_size
                                                 return_stats=True)
         stats = stats.merge(run_stats)
     return MTPRun(seed, with_mtp_loss, losses[0], losses[1:], agreement, sampled, stats.acceptance_rate,
-                  stats.tokens_per_round, time.perf_counter() - begin)
+                  stats.tokens_per_round, time.perf_counter() - begin, model)
 
 
 def train_compare(seeds=(0, 1, 2), **settings) -> list[MTPRun]:
