@@ -316,3 +316,57 @@ def test_windowed_heads_are_refused_for_decoding():
     model = MTPModel(config, MTP(layer=windowed))
     with pytest.raises(ValueError, match="cannot roll back"):
         mtp_speculative_generate(model, torch.tensor([[1, 2]]), 5)
+
+
+def test_depth_one_matches_transformers_mtp_layer():
+    """Our sequential module with DeepSeek V3 weights equals transformers' MtpLayer (fp32, 1e-5) given the same h₀.
+
+    transformers feeds the main model's post-final-norm state as h₀ and chains each depth's post-norm output;
+    we follow the paper (the brief): h₀ before the final norm, depths chained before their norm. So depth 1 is
+    compared on the same h₀; depth 2 differs by design.
+    """
+    pytest.importorskip("transformers")
+    import copy
+
+    from test_deepseek import VARIANTS, tiny_hf_deepseek_v3
+    from transformers.modeling_layers import MtpModel
+
+    from llmfs.hf import _family, from_transformers
+
+    hf = tiny_hf_deepseek_v3(n_layers=2, **VARIANTS["moe"])
+    hf.config.num_mtp_layers = 1
+    theirs = MtpModel(hf, 1).eval()
+    with torch.no_grad():  # ones would hide a norm loaded into the wrong place
+        for name, p in theirs.named_parameters():
+            if "norm" in name:
+                p.copy_(1 + 0.5 * torch.randn(p.shape))
+    family = _family(hf.config)
+    one_layer = copy.deepcopy(hf.config)
+    one_layer.num_hidden_layers, one_layer.first_k_dense_replace = 1, 0  # the MTP block is a MoE layer
+    block_config = family.config(one_layer)
+    ours = MTPModel(from_transformers(hf), MTP(depths=1, layer=block_config.layers[0])).eval()
+    layer, state, d = theirs.layers[0], theirs.state_dict(), hf.config.hidden_size
+    as_main_layer = {k: v for k, v in hf.state_dict().items() if not k.startswith("model.layers.")}
+    as_main_layer.update({"model.layers.0." + k[len("layers.0.mtp_block."):]: v for k, v in state.items()
+                          if k.startswith("layers.0.mtp_block.")})
+    converted = family.weights(as_main_layer, block_config)
+    module = ours.heads[0]
+    with torch.no_grad():
+        module.block.load_state_dict({k[len("blocks.0."):]: v for k, v in converted.items()
+                                      if k.startswith("blocks.0.")})
+        module.token_norm.weight.copy_(state["layers.0.enorm.weight"])
+        module.hidden_norm.weight.copy_(state["layers.0.hnorm.weight"])
+        W = state["layers.0.eh_proj.weight"]  # (d, 2d) on [Emb; h] (the checkpoints' order); ours reads [h; Emb]
+        module.project.weight.copy_(torch.cat((W[:, d:], W[:, :d]), dim=1))
+        module.norm.weight.copy_(state["layers.0.post_norm.weight"])
+    for norm in (module.token_norm, module.hidden_norm, module.norm):
+        norm.eps = layer.enorm.variance_epsilon
+    idx = torch.randint(2, hf.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    T = idx.shape[1]
+    with torch.no_grad():
+        _, h0 = main_forward(ours.main, idx)  # (2, T, d)
+        _, depth_logits = ours(idx)
+        hidden = theirs.forward_layer(0, h0[:, : T - 1], torch.arange(T - 1).expand(2, -1), None,
+                                      input_ids=idx[:, 1:])
+        expected = theirs._project_to_logits(hidden)  # (2, T - 1, V)
+    torch.testing.assert_close(depth_logits[0], expected, rtol=0, atol=1e-5)
