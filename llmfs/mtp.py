@@ -11,9 +11,9 @@ Two forms, on one shared trunk (the main `Transformer`), both sharing its token 
 Training adds λ · (mean over depths of each depth's cross entropy) to the next-token loss (`mtp_loss`); at
 inference the heads draft tokens that the main model verifies in one pass (`mtp_speculative_generate`).
 
-Depth 1 equals transformers' `MtpLayer` on the same h₀ (tests/test_mtp.py). transformers, vLLM and SGLang feed the
-main model's state after its final norm as h₀ and chain each depth's normed output; here h₀ and the chained states
-are taken before the norm, as the DeepSeek V3 paper writes the equations.
+Depth 1 equals transformers' `MtpLayer` on the same h₀ (tests/test_mtp.py). transformers feeds the main model's
+state after its final norm as h₀ and chains each depth's normed output; here h₀ and the chained states are taken
+before the norm, as the DeepSeek V3 paper writes the equations, so depths >= 2 differ from transformers'.
 """
 
 from __future__ import annotations
