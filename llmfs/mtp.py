@@ -10,6 +10,10 @@ Two forms, on one shared trunk (the main `Transformer`), both sharing its token 
 
 Training adds λ · (mean over depths of each depth's cross entropy) to the next-token loss (`mtp_loss`); at
 inference the heads draft tokens that the main model verifies in one pass (`mtp_speculative_generate`).
+
+Depth 1 equals transformers' `MtpLayer` on the same h₀ (tests/test_mtp.py). transformers feeds the main model's
+state after its final norm as h₀ and chains each depth's normed output; here h₀ and the chained states are taken
+before the norm, as the DeepSeek V3 paper writes the equations, so depths >= 2 differ from transformers'.
 """
 
 from __future__ import annotations
@@ -393,18 +397,26 @@ def mtp_speculative_generate(model: MTPModel, idx, max_new_tokens, depths=None, 
 
 
 @torch.no_grad()
-def greedy_agreement(model: MTPModel, idx) -> list:
-    """For each depth k, how often its argmax at position i equals the main model's argmax at position i + k, on
-    real text idx (B, T): greedy self-speculation's acceptance of depth k if decoding followed this text."""
+def expected_acceptance(model: MTPModel, idx, temperature: float = 0.0) -> list:
+    """For each depth k, the mean over positions i of Σₓ min(p(x), qₖ(x)) on real text idx (B, T): p is the main
+    model's distribution at position i + k, qₖ depth k's at position i (both at `temperature`).
+
+    That is the exact rule's chance of accepting depth k's draft if decoding followed this text; at temperature 0
+    it is how often depth k's argmax equals the main model's argmax (greedy self-speculation).
+    """
+    number("temperature", temperature, low=0, low_open=False)
     was_training = model.training
     model.eval()
     try:
         logits, depth_logits = model(idx)  # (B, T, V), depth k: (B, >= T - k, V)
     finally:
         model.train(was_training)
-    T, main_choice = idx.shape[1], logits.argmax(-1)  # (B, T)
-    return [float((depth[:, : T - k].argmax(-1) == main_choice[:, k:]).float().mean())
-            for k, depth in enumerate(depth_logits, start=1)]
+    T, out = idx.shape[1], []
+    for k, depth in enumerate(depth_logits, start=1):
+        p = probabilities(logits[:, k:], temperature)  # (B, T - k, V): the main model at i + k
+        q = probabilities(depth[:, : T - k], temperature)  # (B, T - k, V): depth k at i
+        out.append(float(torch.minimum(p, q).sum(-1).mean()))
+    return out
 
 
 @dataclass
@@ -415,10 +427,12 @@ class MTPRun:
     with_mtp_loss: bool  # True: the MTP loss trained the whole model; False: the heads learned on a detached trunk
     val_loss: float  # the main model's next-token loss on the validation windows (nats per character)
     val_depth_loss: list  # each depth's cross entropy on the validation windows (nats per character)
-    agreement: list  # `greedy_agreement` per depth on the validation windows
+    agreement: list  # per depth, `expected_acceptance` at temperature 0 on the validation windows (greedy)
+    expected_acceptance: list  # per depth, `expected_acceptance` at temperature 1 on the validation windows
     acceptance_rate: float  # accepted drafts / drafts: sampled (T = 1) self-speculative decoding, exact rule
     tokens_per_round: float  # tokens emitted per verification pass in that decoding
     seconds: float
+    model: MTPModel | None = field(default=None, repr=False)  # the trained model, in eval mode
 
 
 def experiment_config(vocab_size: int, context_length: int = 32, d_model: int = 64, n_layers: int = 2) -> ModelConfig:
@@ -429,15 +443,31 @@ def experiment_config(vocab_size: int, context_length: int = 32, d_model: int = 
                     n_layers=n_layers)
 
 
-def train_run(seed=0, with_mtp_loss=True, steps=250, depths=2, form="sequential", loss_weight=0.3, batch_size=16,
-              context_length=32, lr=3e-3, max_tokens=200_000, eval_batches=16, prompts=4, prompt_tokens=8,
-              new_tokens=24, device="cpu") -> MTPRun:
+def train_run(seed=0, with_mtp_loss=True, steps=200, depths=2, form="sequential", loss_weight=0.3, batch_size=16,
+              context_length=32, lr=3e-3, max_tokens=200_000, eval_batches=16, prompts=8, prompt_tokens=8,
+              new_tokens=24, device="cpu", threads=1) -> MTPRun:
     """Train a tiny character-level model with MTP heads on Shakespeare for `steps` AdamW steps and measure it.
 
     with_mtp_loss=True: loss = next-token loss + loss_weight · MTP loss, through the whole model.
     with_mtp_loss=False (the baseline): the heads learn from a detached trunk, so the main model trains exactly
-    as a plain model would.
+    as a plain model would. `threads`: torch's CPU threads for the run, restored after (None: leave as is); a
+    model this small gains nothing from more, and a second thread on a busy machine made one run 8x slower.
     """
+    if threads is not None:
+        positive_int("threads", threads)
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _train_run(seed, with_mtp_loss, steps, depths, form, loss_weight, batch_size, context_length, lr,
+                          max_tokens, eval_batches, prompts, prompt_tokens, new_tokens, device)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train_run(seed, with_mtp_loss, steps, depths, form, loss_weight, batch_size, context_length, lr, max_tokens,
+               eval_batches, prompts, prompt_tokens, new_tokens, device) -> MTPRun:
+    """`train_run` itself, once its thread count is set."""
     from .datasets import make_loaders
     from .tokenizer import get_tokenizer
 
@@ -470,14 +500,15 @@ def train_run(seed=0, with_mtp_loss=True, steps=250, depths=2, form="sequential"
         schedule.step()
     model.eval()
     with torch.no_grad():
-        parts, agreement, n = [], [], 0
+        parts, agreement, sampled, n = [], [], [], 0
         for inputs, targets in itertools.islice(val_loader, eval_batches):
             inputs, targets = inputs.to(device), targets.to(device)  # (B, T), (B, T)
             _, next_token, depth_losses = mtp_loss(*model(inputs), targets, return_parts=True)
             parts.append(torch.stack([next_token, *depth_losses]) * len(inputs))
-            agreement.append(torch.tensor(greedy_agreement(model, inputs)) * len(inputs))
+            agreement.append(torch.tensor(expected_acceptance(model, inputs, 0.0)) * len(inputs))
+            sampled.append(torch.tensor(expected_acceptance(model, inputs, 1.0)) * len(inputs))
             n += len(inputs)
-        losses, agreement = (torch.stack(parts).sum(0) / n).tolist(), (torch.stack(agreement).sum(0) / n).tolist()
+        losses, agreement, sampled = ((torch.stack(x).sum(0) / n).tolist() for x in (parts, agreement, sampled))
     val_ids = val_loader.dataset.ids
     stats = MTPStats(drafted_at_depth=[0] * depths, accepted_at_depth=[0] * depths)
     generator = torch.Generator().manual_seed(seed)
@@ -487,8 +518,8 @@ def train_run(seed=0, with_mtp_loss=True, steps=250, depths=2, form="sequential"
         _, run_stats = mtp_speculative_generate(model, prompt, new_tokens, temperature=1.0, generator=generator,
                                                 return_stats=True)
         stats = stats.merge(run_stats)
-    return MTPRun(seed, with_mtp_loss, losses[0], losses[1:], agreement, stats.acceptance_rate,
-                  stats.tokens_per_round, time.perf_counter() - begin)
+    return MTPRun(seed, with_mtp_loss, losses[0], losses[1:], agreement, sampled, stats.acceptance_rate,
+                  stats.tokens_per_round, time.perf_counter() - begin, model)
 
 
 def train_compare(seeds=(0, 1, 2), **settings) -> list[MTPRun]:

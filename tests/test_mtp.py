@@ -8,9 +8,21 @@ import torch
 import torch.nn.functional as F
 
 import llmfs
-from llmfs.mtp import MTP, MTPModel, main_forward, mtp_loss, mtp_speculative_generate, mtp_targets
+from llmfs import mtp, speculative
+from llmfs.mtp import (MTP, MTPModel, expected_acceptance, main_forward, mtp_loss, mtp_speculative_generate,
+                       mtp_targets, train_run)
 
 FORMS = ("sequential", "parallel")
+SAMPLING_SHARPEN, SAMPLING_DRAWS = 10.0, 400
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: one thread is faster, and much faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _model(form="sequential", depths=3, vocab=16, seed=0, sharpen=1.0):
@@ -29,7 +41,7 @@ def _cyclic_batch(batch, length, period, generator):
     return (start + torch.arange(length + 1)) % period
 
 
-def _train_on_cycles(form, depths=2, period=7, steps=120, seed=0):
+def _train_on_cycles(form, depths=2, period=7, steps=60, seed=0):
     """A tiny MTP model trained with the MTP loss on cyclic sequences, where every future token is predictable."""
     model = _model(form, depths=depths, vocab=period, seed=seed)
     generator = torch.Generator().manual_seed(seed)
@@ -172,30 +184,76 @@ def test_trained_heads_accept_predictable_tokens(form):
     assert stats.acceptance_rate > 0.9 and stats.tokens_per_round > 2.5
 
 
-def test_sampling_equals_main_distribution():
-    """Temperature 1: the first two sampled tokens follow the main model's joint distribution (chi-square)."""
-    model = _model("sequential", depths=2, vocab=3, sharpen=60.0)
+def _chi_square(sharpen, draws, seed=0):
+    """Chi-square of the first three tokens sampled at temperature 1 against the main model's exact joint
+    distribution (vocabulary 3: 27 outcomes; cells expecting fewer than 5 are pooled). Returns (chi2, dof)."""
+    model = _model("sequential", depths=2, vocab=3, sharpen=sharpen)
     prompt = torch.tensor([[1, 2]])
     with torch.no_grad():
         p1 = torch.softmax(model.main(prompt)[0, -1], -1)  # (3,)
-        seconds = torch.cat((prompt.expand(3, 2), torch.arange(3)[:, None]), dim=1)
-        p2 = torch.softmax(model.main(seconds)[:, -1], -1)  # (3, 3)
-        p3 = torch.stack([torch.softmax(model.main(torch.cat((seconds, torch.full((3, 1), c)), 1))[:, -1], -1)
-                          for c in range(3)], dim=1)  # (3, 3, 3): first, second, third
+        seconds = torch.cat((prompt.expand(3, 2), torch.arange(3)[:, None]), dim=1)  # (3, 3)
+        p2 = torch.softmax(model.main(seconds)[:, -1], -1)  # (3, 3): first, second
+        thirds = torch.cat((seconds.repeat_interleave(3, 0), torch.arange(3).repeat(3)[:, None]), dim=1)  # (9, 4)
+        p3 = torch.softmax(model.main(thirds)[:, -1], -1).view(3, 3, 3)  # first, second, third
     exact = (p1[:, None, None] * p2[:, :, None] * p3).flatten().double()  # (27,)
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(seed)
     counts = torch.zeros(27, dtype=torch.float64)
-    draws = 1500
     for _ in range(draws):
         out = mtp_speculative_generate(model, prompt, 3, temperature=1.0, generator=generator)
         counts[out[0, 2] * 9 + out[0, 3] * 3 + out[0, 4]] += 1
-    keep = exact * draws >= 5  # chi-square needs expected counts of about 5 or more; pool the rest
+    keep = exact * draws >= 5
     expected = torch.cat(((exact * draws)[keep], (exact * draws)[~keep].sum().view(1)))
     observed = torch.cat((counts[keep], counts[~keep].sum().view(1)))
     chi2 = float(((observed - expected) ** 2 / expected.clamp(min=1e-9)).sum())
-    dof = int(keep.sum())  # cells kept + the pooled cell - 1
-    print(f"chi2 = {chi2:.1f} on {dof} dof")
-    assert chi2 < dof + 4 * (2 * dof) ** 0.5 + 10  # far beyond the 99.9% quantile only when the rule is wrong
+    return chi2, int(keep.sum())  # dof: cells kept + the pooled cell - 1
+
+
+def _wrong_rule(p, q, drafted, generator=None):
+    """A plausible mistake: on rejection sample from the main model's p, not from the residual max(0, p - q)."""
+    n, _ = speculative.accept_or_correct(p, q, drafted, generator)
+    row = p[n] if n < drafted.shape[0] else p[-1]
+    return n, torch.multinomial(row, 1, generator=generator)
+
+
+def test_sampling_follows_main_distribution(monkeypatch):
+    """Temperature 1: the first three tokens follow the main model's joint distribution; a plausible wrong rule
+    (on rejection, sample from p instead of the residual max(0, p - q)) is caught by the same test."""
+    chi2, dof = _chi_square(SAMPLING_SHARPEN, SAMPLING_DRAWS)
+    print(f"exact rule: chi2 = {chi2:.1f} on {dof} dof")
+    threshold = dof + 4 * (2 * dof) ** 0.5  # about the 99.9% quantile for these dof
+    assert chi2 < threshold
+    monkeypatch.setattr(mtp, "accept_or_correct", _wrong_rule)
+    wrong, _ = _chi_square(SAMPLING_SHARPEN, SAMPLING_DRAWS)
+    print(f"wrong rule: chi2 = {wrong:.1f}")
+    assert wrong > 2 * threshold
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_expected_acceptance_by_hand(form):
+    model = _model(form, depths=2, sharpen=8.0)
+    idx = torch.randint(0, 16, (2, 12), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        logits, depth_logits = model(idx)
+    T = 12
+    for k in (1, 2):
+        main_at, depth_at = logits[:, k:], depth_logits[k - 1][:, : T - k]  # position i + k vs position i
+        greedy = (main_at.argmax(-1) == depth_at.argmax(-1)).float().mean()
+        overlap = [float(torch.minimum(torch.softmax(main_at[b, i], -1), torch.softmax(depth_at[b, i], -1)).sum())
+                   for b in range(2) for i in range(T - k)]
+        assert expected_acceptance(model, idx, 0.0)[k - 1] == pytest.approx(float(greedy))
+        assert expected_acceptance(model, idx, 1.0)[k - 1] == pytest.approx(sum(overlap) / len(overlap))
+    with pytest.raises(llmfs.ConfigError, match="temperature"):
+        expected_acceptance(model, idx, -1.0)
+
+
+def test_train_run_smoke():
+    """A few steps of the experiment: every field is filled and in range (the numbers are the notebook's job)."""
+    run = train_run(seed=0, with_mtp_loss=True, steps=3, eval_batches=1, prompts=1, new_tokens=6)
+    assert run.with_mtp_loss and 0 < run.val_loss < 6 and len(run.val_depth_loss) == len(run.agreement) == 2
+    assert all(0 <= a <= 1 for a in run.agreement + run.expected_acceptance + [run.acceptance_rate])
+    assert 1 <= run.tokens_per_round <= 3
+    with pytest.raises(llmfs.ConfigError, match="with_mtp_loss"):
+        train_run(with_mtp_loss="yes")
 
 
 def test_restores_train_mode_and_zero_tokens():
@@ -258,3 +316,57 @@ def test_windowed_heads_are_refused_for_decoding():
     model = MTPModel(config, MTP(layer=windowed))
     with pytest.raises(ValueError, match="cannot roll back"):
         mtp_speculative_generate(model, torch.tensor([[1, 2]]), 5)
+
+
+def test_depth_one_matches_transformers_mtp_layer():
+    """Our sequential module with DeepSeek V3 weights equals transformers' MtpLayer (fp32, 1e-5) given the same h₀.
+
+    transformers feeds the main model's post-final-norm state as h₀ and chains each depth's post-norm output;
+    we follow the paper (the brief): h₀ before the final norm, depths chained before their norm. So depth 1 is
+    compared on the same h₀; depth 2 differs by design.
+    """
+    pytest.importorskip("transformers")
+    import copy
+
+    from test_deepseek import VARIANTS, tiny_hf_deepseek_v3
+    from transformers.modeling_layers import MtpModel
+
+    from llmfs.hf import _family, from_transformers
+
+    hf = tiny_hf_deepseek_v3(n_layers=2, **VARIANTS["moe"])
+    hf.config.num_mtp_layers = 1
+    theirs = MtpModel(hf, 1).eval()
+    with torch.no_grad():  # ones would hide a norm loaded into the wrong place
+        for name, p in theirs.named_parameters():
+            if "norm" in name:
+                p.copy_(1 + 0.5 * torch.randn(p.shape))
+    family = _family(hf.config)
+    one_layer = copy.deepcopy(hf.config)
+    one_layer.num_hidden_layers, one_layer.first_k_dense_replace = 1, 0  # the MTP block is a MoE layer
+    block_config = family.config(one_layer)
+    ours = MTPModel(from_transformers(hf), MTP(depths=1, layer=block_config.layers[0])).eval()
+    layer, state, d = theirs.layers[0], theirs.state_dict(), hf.config.hidden_size
+    as_main_layer = {k: v for k, v in hf.state_dict().items() if not k.startswith("model.layers.")}
+    as_main_layer.update({"model.layers.0." + k[len("layers.0.mtp_block."):]: v for k, v in state.items()
+                          if k.startswith("layers.0.mtp_block.")})
+    converted = family.weights(as_main_layer, block_config)
+    module = ours.heads[0]
+    with torch.no_grad():
+        module.block.load_state_dict({k[len("blocks.0."):]: v for k, v in converted.items()
+                                      if k.startswith("blocks.0.")})
+        module.token_norm.weight.copy_(state["layers.0.enorm.weight"])
+        module.hidden_norm.weight.copy_(state["layers.0.hnorm.weight"])
+        W = state["layers.0.eh_proj.weight"]  # (d, 2d) on [Emb; h] (the checkpoints' order); ours reads [h; Emb]
+        module.project.weight.copy_(torch.cat((W[:, d:], W[:, :d]), dim=1))
+        module.norm.weight.copy_(state["layers.0.post_norm.weight"])
+    for norm in (module.token_norm, module.hidden_norm, module.norm):
+        norm.eps = layer.enorm.variance_epsilon
+    idx = torch.randint(2, hf.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    T = idx.shape[1]
+    with torch.no_grad():
+        _, h0 = main_forward(ours.main, idx)  # (2, T, d)
+        _, depth_logits = ours(idx)
+        hidden = theirs.forward_layer(0, h0[:, : T - 1], torch.arange(T - 1).expand(2, -1), None,
+                                      input_ids=idx[:, 1:])
+        expected = theirs._project_to_logits(hidden)  # (2, T - 1, V)
+    torch.testing.assert_close(depth_logits[0], expected, rtol=0, atol=1e-5)
