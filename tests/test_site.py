@@ -37,7 +37,6 @@ COLAB_LINK = re.compile(
 # The chapter standard asks for ~9 pt; an 8-inch-wide figure with 10-pt text shows at about 8.8 pt in the column.
 MIN_FONT_PT = 10  # matplotlib's default font size, which the chapters' figures keep
 READABLE_PT = 8.5
-PLANNED_ADMONITION = "This chapter is planned"
 
 PAGE_SCRIPT = """
 const images = [...document.images].map(img => ({
@@ -56,10 +55,8 @@ return {
     colab: [...document.querySelectorAll('a[href*="colab.research.google.com"]')].map(a => a.href),
     solutionsShown: solutions,
     footer: (document.querySelector('.extra_footer') || {innerText: ''}).innerText,
-    planned: [...document.querySelectorAll('.admonition')].filter(
-        a => a.innerText.startsWith('%s') && shown(a)).length,
 };
-""" % PLANNED_ADMONITION
+"""
 
 
 def _skip_or_fail(reason: str):
@@ -79,15 +76,6 @@ def pages() -> list[str]:
 
 def chapter_notebook_pages() -> list[str]:
     return [f"chapters/{path.stem}.html" for path in course.chapter_notebooks()]
-
-
-def planned_pages() -> list[str]:
-    """Chapter pages whose source is a placeholder markdown page with the planned admonition."""
-    return [
-        f"chapters/{path.stem}.html"
-        for path in sorted(course.CHAPTERS_DIR.glob("*.md"))
-        if PLANNED_ADMONITION in path.read_text(encoding="utf-8")
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +141,7 @@ def test_every_page_loads_without_console_errors(site):
         for page, data in site.items()
     }
     assert {page: errors for page, errors in unexpected.items() if errors} == {}
-    assert len(site) >= len(chapter_notebook_pages()) + len(planned_pages())
+    assert len(site) >= len(chapter_notebook_pages())
 
 
 def test_every_figure_loads(site):
@@ -223,15 +211,6 @@ def test_solution_dropdowns_start_closed_and_open_on_click(site, server, browser
     ):
         assert time.monotonic() < deadline, "clicking a solution's toggle does not show it"
         time.sleep(0.1)
-
-
-def test_planned_chapters_are_marked_planned(site):
-    assert planned_pages(), "no planned chapter left: delete this test"
-    intro = site["book/intro.html"]["text"]
-    for page in planned_pages():
-        assert site[page]["planned"] == 1, f"{page}: the 'chapter is planned' note is not visible"
-        assert site[page]["title"].endswith("(planned)"), site[page]["title"]
-        assert site[page]["title"].split(" ", 1)[1] in intro  # the sidebar's table of contents says so too
 
 
 def test_footer_states_the_licences(site):

@@ -1,10 +1,8 @@
-"""Sphinx extension of the llmfs book: how solution cells and planned chapters render.
+"""Sphinx extension of the llmfs book: how solution cells render, and scripts included once.
 
 - Solution cells carry lines meant for tools, not readers: `### BEGIN SOLUTION` / `### END SOLUTION` (the
   student edition's stub markers) and a first `#@title ...` line (Colab's collapsed form). The book drops them
   from the code it shows.
-- A chapter page that is still a placeholder (an admonition titled "This chapter is planned") gets
-  " (planned)" after its title, so the table of contents says so too.
 - Each script is included once per page: sphinx-thebe and sphinx-togglebutton register their inline
   configuration twice under Jupyter Book 1.0, and the second `const THEBE_JS_URL` is a console error.
 """
@@ -13,8 +11,6 @@ from docutils import nodes
 from sphinx.transforms import SphinxTransform
 
 SOLUTION_MARKERS = {"### BEGIN SOLUTION", "### END SOLUTION"}
-PLANNED_ADMONITION = "This chapter is planned"
-PLANNED_SUFFIX = " (planned)"
 
 
 def tool_lines_removed(source: str) -> str:
@@ -51,25 +47,6 @@ class HideSolutionToolLines(SphinxTransform):
                 block.children = [nodes.Text(cleaned)]
 
 
-class MarkPlannedChapters(SphinxTransform):
-    """Append " (planned)" to the title of a page holding the "This chapter is planned" admonition."""
-
-    default_priority = 700
-
-    def apply(self, **kwargs) -> None:
-        planned = any(
-            isinstance(admonition.children[0], nodes.title) and admonition.children[0].astext() == PLANNED_ADMONITION
-            for admonition in self.document.findall(nodes.admonition)
-            if admonition.children
-        )
-        section = next(iter(self.document.findall(nodes.section)), None)
-        if not planned or section is None or not isinstance(section.children[0], nodes.title):
-            return
-        title = section.children[0]
-        if not title.astext().endswith(PLANNED_SUFFIX):
-            title += nodes.Text(PLANNED_SUFFIX)
-
-
 def drop_duplicate_scripts(app, pagename, templatename, context, doctree) -> None:
     """Keep the first of identical script entries of a page: same file, or same inline body and attributes."""
     seen, unique = set(), []
@@ -86,6 +63,5 @@ def drop_duplicate_scripts(app, pagename, templatename, context, doctree) -> Non
 
 def setup(app):
     app.add_transform(HideSolutionToolLines)
-    app.add_transform(MarkPlannedChapters)
     app.connect("html-page-context", drop_duplicate_scripts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
