@@ -262,7 +262,7 @@ class MultiHeadAttention(nn.Module):
             k, v, key_positions = cache.update(k, v)  # held tokens (in ring order) then new ones
         elif cache is not None:
             k, v = cache.update(k, v)  # (B, n_kv_heads, T_past + T, head_dim)
-            key_positions = torch.arange(k.shape[2], device=x.device)
+            key_positions = None  # 0, 1, ..., T_past + T - 1, made below if a mask needs them
         else:
             key_positions = positions
         dropout = self.dropout if self.training else 0.0
@@ -277,8 +277,12 @@ class MultiHeadAttention(nn.Module):
         else:
             # The plain causal mask applies when the keys are the queries' own tokens and no window cuts them.
             plain = k.shape[2] == T and (self.window is None or T <= self.window)
-            mask = None if plain and self.sinks is None else window_mask(positions, key_positions, self.window,
-                                                                         self.sink_tokens)
+            if plain and self.sinks is None:
+                mask = None
+            else:
+                if key_positions is None:
+                    key_positions = torch.arange(k.shape[2], device=x.device)
+                mask = window_mask(positions, key_positions, self.window, self.sink_tokens)
             if self.sinks is not None:
                 out = attention_with_sinks(q, k, v, mask, self.sinks, self.softmax_scale, dropout)
             else:

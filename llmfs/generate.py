@@ -5,7 +5,6 @@ import math
 import torch
 
 
-@torch.no_grad()
 def check_decoding_arguments(idx, max_new_tokens, temperature) -> None:
     """Clear errors for the arguments every decoder takes: token ids (B, T), a token count, a temperature."""
     if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32):
@@ -19,6 +18,7 @@ def check_decoding_arguments(idx, max_new_tokens, temperature) -> None:
         raise ValueError(f"temperature must be a finite number >= 0 (0 is greedy), got {temperature!r}.")
 
 
+@torch.no_grad()  # no autograd graph: decoding never needs gradients
 def generate(model, idx, max_new_tokens, temperature=0.0, top_k=None, use_cache=True, generator=None):
     """Append `max_new_tokens` tokens to `idx` (B, T) and return the ids (B, T + max_new_tokens).
 

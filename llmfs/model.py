@@ -78,11 +78,12 @@ class Transformer(nn.Module):
                 f"sequence of {start + T} tokens ({start} cached + {T} new) exceeds "
                 f"context_length={self.config.context_length}."
             )
-        if T and (idx.min() < 0 or idx.max() >= self.config.vocab_size):
-            raise ValueError(
-                f"token ids must lie in [0, vocab_size={self.config.vocab_size}), "
-                f"got values from {int(idx.min())} to {int(idx.max())}."
-            )
+        if idx.numel():
+            low, high = (int(v) for v in idx.aminmax())  # one pass over the ids for both bounds
+            if low < 0 or high >= self.config.vocab_size:
+                raise ValueError(
+                    f"token ids must lie in [0, vocab_size={self.config.vocab_size}), got values from {low} to {high}."
+                )
         positions = torch.arange(start, start + T, device=idx.device)  # (T,)
         x = self.token_embedding(idx)  # (B, T, d_model)
         if self.config.scale_embeddings:  # Gemma: embeddings times √d_model

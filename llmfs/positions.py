@@ -320,7 +320,7 @@ class RotaryPositions(nn.Module):
         inv_freq = rope_frequencies(self.rotary_dim, rope.base, rope.scaling)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.attention_factor = rope_attention_factor(rope.scaling)
-        self._table = None  # (key, cos, sin) of positions 0..n-1, built in eval mode by cached_cos_sin
+        self._table = None  # (key, table) of positions 0..n-1, built by rotation_tables
 
     def angles(self, positions: torch.Tensor) -> torch.Tensor:
         """The angle of every pair at every position, (T, rotary_dim // 2), in float32."""
@@ -331,29 +331,34 @@ class RotaryPositions(nn.Module):
         angles = self.angles(positions)
         return angles.cos() * self.attention_factor, angles.sin() * self.attention_factor
 
-    def cached_cos_sin(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """`cos_sin(positions)` in `dtype`, read from a table of all positions so far (a decode step then costs
-        one lookup instead of recomputing angles); the table doubles when a later position is asked for."""
+    def rotation_tables(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, cos) and (-sin, sin) of every angle, each (T, rotary_dim), as `rotate` takes them, read from a
+        table of all positions so far: a decode step then costs one lookup instead of angles, cos, sin and cats."""
         n = int(positions.max()) + 1 if positions.numel() else 0
         key = (id(self.inv_freq), self.inv_freq._version, self.attention_factor, dtype, positions.device)
         if self._table is None or self._table[0] != key or self._table[1].shape[0] < n:
             size = max(n, 2 * self._table[1].shape[0] if self._table is not None else 64)
             cos, sin = self.cos_sin(torch.arange(size, device=positions.device))
-            self._table = (key, cos.to(dtype), sin.to(dtype))
-        return self._table[1][positions], self._table[2][positions]
+            cos, sin = cos.to(dtype), sin.to(dtype)
+            # (size, 2, rotary_dim): row 0 is (cos, cos), row 1 is (-sin, sin)
+            self._table = (key, torch.stack((torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)), dim=1))
+        return self._table[1].index_select(0, positions).unbind(1)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor):
         """q (B, n_heads, T, head_dim), k (B, n_kv_heads, T, head_dim) -> both rotated."""
-        if self.training:
-            cos, sin = self.cos_sin(positions)
-            cos, sin = cos.to(q.dtype), sin.to(q.dtype)
-        else:
-            cos, sin = self.cached_cos_sin(positions, q.dtype)
+        cos, signed_sin = self.rotation_tables(positions, q.dtype)  # (T, rotary_dim) each
         r = self.rotary_dim
         if r == q.shape[-1]:
-            return apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        rotated = [torch.cat((apply_rope(t[..., :r], cos, sin), t[..., r:]), dim=-1) for t in (q, k)]
+            return rotate(q, cos, signed_sin), rotate(k, cos, signed_sin)
+        rotated = [torch.cat((rotate(t[..., :r], cos, signed_sin), t[..., r:]), dim=-1) for t in (q, k)]
         return rotated[0], rotated[1]
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """`apply_rope(x, cos, sin)` (split halves) from tables already widened to x's last dimension d:
+    cos is (cos, cos) and signed_sin is (-sin, sin), each (T, d). Rolling x by d/2 puts x2 before x1, so
+    the product with signed_sin is rotate_half(x) * (sin, sin), bit for bit, without building rotate_half."""
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
 
 
 class NoPositions(nn.Module):

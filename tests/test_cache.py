@@ -64,13 +64,17 @@ def test_generation_with_either_cache_gives_the_same_tokens():
     assert torch.equal(generate(model, prompt, 10)[:, 5:], torch.cat(tokens, dim=1))
 
 
-def test_rope_table_in_eval_mode_matches_the_angles_and_follows_changes():
+def test_rope_table_matches_the_angles_and_follows_changes():
     from llmfs.positions import Rope, RotaryPositions
 
-    rope = RotaryPositions(Rope(), 16).eval()
-    for positions in (torch.arange(5), torch.arange(100, 101), torch.arange(3, 200)):
-        cos, sin = rope.cos_sin(positions)
-        cached = rope.cached_cos_sin(positions, torch.float32)
-        assert torch.equal(cached[0], cos) and torch.equal(cached[1], sin)
+    rope = RotaryPositions(Rope(), 16)
+    for mode in (True, False):
+        rope.train(mode)
+        for positions in (torch.arange(5), torch.arange(100, 101), torch.arange(3, 200), torch.tensor([7, 2])):
+            cos, sin = rope.cos_sin(positions)
+            table_cos, table_signed_sin = rope.rotation_tables(positions, torch.float32)
+            assert torch.equal(table_cos, torch.cat((cos, cos), dim=-1))
+            assert torch.equal(table_signed_sin, torch.cat((-sin, sin), dim=-1))
     rope.inv_freq.mul_(0.5)  # changed in place: the table must be rebuilt
-    assert torch.equal(rope.cached_cos_sin(torch.arange(7), torch.float32)[0], rope.cos_sin(torch.arange(7))[0])
+    cos, _ = rope.cos_sin(torch.arange(7))
+    assert torch.equal(rope.rotation_tables(torch.arange(7), torch.float32)[0][:, :8], cos)

@@ -91,3 +91,15 @@ def test_empty_prompt_or_batch_is_refused(shape):
     model = Transformer(zoo.tiny("gpt2-124m"))
     with pytest.raises(ValueError, match="at least one sequence of at least one token"):
         generate(model, torch.zeros(shape, dtype=torch.long), 2)
+
+
+def test_decoding_builds_no_autograd_graph(model):
+    """generate runs under no_grad: recording a graph for every decode step costs time and memory."""
+    grad_enabled = []
+    hook = model.register_forward_pre_hook(lambda module, args: grad_enabled.append(torch.is_grad_enabled()))
+    try:
+        generate(model, torch.randint(0, 512, (1, 4)), 3)
+        generate(model, torch.randint(0, 512, (1, 4)), 3, use_cache=False)
+    finally:
+        hook.remove()
+    assert grad_enabled and not any(grad_enabled) and torch.is_grad_enabled()

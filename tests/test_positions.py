@@ -302,3 +302,28 @@ def test_bad_layout_and_odd_rotary_dimension():
         rope_frequencies(7)
     with pytest.raises(ValueError, match="must be even"):
         sinusoidal_positions(4, 7)
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.5])
+def test_rotary_positions_equal_apply_rope_bit_for_bit(fraction):
+    """The module rotates from widened tables with a roll; values and gradients must be apply_rope's exactly."""
+    from llmfs.positions import Rope, rotate
+
+    torch.manual_seed(0)
+    module = RotaryPositions(Rope(fraction=fraction), 32)
+    positions = torch.arange(3, 40)
+    cos, sin = module.cos_sin(positions)
+    r = module.rotary_dim
+    for mode in (True, False):
+        module.train(mode)
+        q = torch.randn(2, 37, 4, 32).transpose(1, 2).requires_grad_()  # not contiguous, as in attention
+        k = torch.randn(2, 2, 37, 32, requires_grad=True)
+        expected = [torch.cat((apply_rope(t[..., :r], cos, sin), t[..., r:]), dim=-1) for t in (q, k)]
+        expected_grads = torch.autograd.grad(sum((e * e.detach().cos()).sum() for e in expected), (q, k))
+        rotated = module(q, k, positions)
+        grads = torch.autograd.grad(sum((e * e.detach().cos()).sum() for e in rotated), (q, k))
+        assert all(torch.equal(a, b) for a, b in zip(rotated, expected))
+        assert all(torch.equal(a, b) for a, b in zip(grads, expected_grads))
+    x = torch.randn(5, 8)
+    c, s = torch.randn(5, 4), torch.randn(5, 4)
+    assert torch.equal(rotate(x, torch.cat((c, c), -1), torch.cat((-s, s), -1)), apply_rope(x, c, s))
