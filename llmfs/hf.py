@@ -50,7 +50,7 @@ def _rope_scaling(model_type: str, rope: dict, mscale: bool = False) -> RopeScal
                            high_freq_factor=rope["high_freq_factor"],
                            original_context_length=rope["original_max_position_embeddings"])
     if kind == "yarn":
-        checks = (("truncate", (None, True)),) + (() if mscale else (("mscale", (None,)), ("mscale_all_dim", (None,))))
+        checks = () if mscale else (("mscale", (None,)), ("mscale_all_dim", (None,)))
         for key, allowed in checks:
             if rope.get(key) not in allowed:
                 raise ConversionError(f"{model_type}: yarn {key}={rope[key]!r} is not supported; llmfs reproduces "
@@ -60,7 +60,8 @@ def _rope_scaling(model_type: str, rope: dict, mscale: bool = False) -> RopeScal
         return RopeScaling("yarn", factor=rope["factor"], beta_fast=rope.get("beta_fast") or 32.0,
                            beta_slow=rope.get("beta_slow") or 1.0, attention_factor=rope.get("attention_factor"),
                            original_context_length=rope["original_max_position_embeddings"],
-                           mscale=rope.get("mscale"), mscale_all_dim=rope.get("mscale_all_dim"))
+                           mscale=rope.get("mscale"), mscale_all_dim=rope.get("mscale_all_dim"),
+                           truncate=rope.get("truncate", True))
     raise ConversionError(f"{model_type}: rope_type={kind!r} has no llmfs RopeScaling.")
 
 

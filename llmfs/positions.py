@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .settings import ConfigError, Settings, choice, number, positive_int
+from .settings import ConfigError, Settings, boolean, choice, number, positive_int
 
 ROPE_SCALINGS = ("linear", "ntk", "yarn", "llama3")
 
@@ -37,6 +37,8 @@ class RopeScaling:
     are YaRN's; original_context_length is used by "yarn" and "llama3". mscale and mscale_all_dim are
     DeepSeek's YaRN terms: cos and sin get mscale(mscale) / mscale(mscale_all_dim) and MLA's softmax scale
     mscale(mscale_all_dim)², where mscale(m) = 0.1 m ln(factor) + 1 (both 1: the logits get YaRN's usual factor).
+    truncate (YaRN): round the ramp's ends to whole pair indices, as the YaRN paper's code does; gpt-oss keeps
+    them fractional (False).
     """
 
     kind: str = "llama3"
@@ -49,9 +51,13 @@ class RopeScaling:
     attention_factor: float | None = None
     mscale: float | None = None
     mscale_all_dim: float | None = None
+    truncate: bool = True
 
     def __post_init__(self):
         choice("rope_scaling.kind", self.kind, ROPE_SCALINGS)
+        boolean("rope_scaling.truncate", self.truncate)
+        if not self.truncate and self.kind != "yarn":
+            raise ConfigError(f"rope_scaling.truncate=False is a YaRN option; kind={self.kind!r} does not use it.")
         number("rope_scaling.factor", self.factor, low=1, low_open=False)
         for name in ("low_freq_factor", "high_freq_factor", "beta_fast", "beta_slow"):
             number(f"rope_scaling.{name}", getattr(self, name), low=0)
@@ -197,8 +203,10 @@ def yarn_ramp(head_dim: int, base: float, scaling: RopeScaling) -> torch.Tensor:
     def pair_index(turns):  # the (fractional) pair index that turns `turns` times over the original context
         return head_dim * math.log(scaling.original_context_length / (turns * 2 * math.pi)) / (2 * math.log(base))
 
-    low = max(math.floor(pair_index(scaling.beta_fast)), 0)
-    high = min(math.ceil(pair_index(scaling.beta_slow)), head_dim - 1)
+    low, high = pair_index(scaling.beta_fast), pair_index(scaling.beta_slow)
+    if scaling.truncate:  # whole pair indices
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, head_dim - 1)
     if low == high:
         high += 0.001  # avoid dividing by zero when the ramp is a step
     ramp = ((torch.arange(head_dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)

@@ -34,15 +34,13 @@ OLMO3 = dict(vocab_size=100278, context_length=65536, norm="rmsnorm", norm_eps=1
              rope_scaling=RopeScaling("yarn", factor=8.0, original_context_length=8192,
                                       attention_factor=1.2079441541679836))
 
-# gpt-oss (OpenAI, 2025), from the released config.json: biased q/k/v/o, YaRN x32 from 4096, MoE in every layer.
-# Its rope_scaling also says "truncate": false (YaRN's correction range 8.09..17.40 for head_dim 64 is not rounded
-# to 8..18); llmfs's RopeScaling has no such switch and rounds, as transformers does by default, so the full model's
-# rotary frequencies of pairs 8-17 differ slightly from the checkpoint's (parameter counts are unaffected).
+# gpt-oss (OpenAI, 2025), from the released config.json: biased q/k/v/o, YaRN x32 from 4096 with "truncate": false
+# (the correction range 8.09..17.40 for head_dim 64 is not rounded to 8..18), MoE in every layer.
 GPT_OSS = dict(vocab_size=201088, context_length=131072, d_model=2880, n_heads=64, n_kv_heads=8, head_dim=64,
                d_ff=2880, norm="rmsnorm", norm_eps=1e-5, positions="rope", rope_base=150000.0, ffn="swiglu",
                qkv_bias=True, attn_out_bias=True, mlp_bias=False, tie_embeddings=False,
                rope_scaling=RopeScaling("yarn", factor=32.0, original_context_length=4096, beta_fast=32.0,
-                                        beta_slow=1.0))
+                                        beta_slow=1.0, truncate=False))
 
 DEEPSEEK = dict(d_model=7168, n_layers=61, d_ff=18432, norm="rmsnorm", norm_eps=1e-6, positions="rope", ffn="swiglu",
                 qkv_bias=False, attn_out_bias=False, mlp_bias=False, tie_embeddings=False)

@@ -143,6 +143,37 @@ def test_gpt_oss_greedy_generate_matches():
     assert_greedy_generate_matches(tiny_gpt_oss(), new_tokens=20)
 
 
+def test_gpt_oss_yarn_without_truncation_matches_transformers():
+    """The released configs say YaRN "truncate": false: the ramp's ends stay fractional (0..0.63 here, not 0..1)."""
+    from llmfs.hf import config_from_transformers
+    from parity import assert_forward_matches
+
+    rope = {"rope_type": "yarn", "rope_theta": 150000.0, "factor": 8.0, "beta_fast": 32.0, "beta_slow": 1.0,
+            "original_max_position_embeddings": 16, "truncate": False}
+    reference = tiny_gpt_oss(rope)
+    assert config_from_transformers(reference.config).layers[0].positions.scaling.truncate is False
+    assert_forward_matches(reference, seq_len=40)
+
+
+@pytest.mark.parametrize("name", ["gpt-oss-20b", "gpt-oss-120b"])
+def test_zoo_gpt_oss_rotary_frequencies_are_the_released_ones(name):
+    """At the released sizes the untruncated ramp moves pairs 9-17; the zoo's frequencies equal transformers'."""
+    import dataclasses
+
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    from llmfs import zoo
+    from llmfs.positions import yarn_scaled_frequencies
+
+    config = zoo.get(name)
+    scaling = config.layers[0].positions.scaling
+    expected, _ = ROPE_INIT_FUNCTIONS["yarn"](released_config(name), "cpu")
+    ours = yarn_scaled_frequencies(config.head_dim, config.rope_base, scaling)
+    torch.testing.assert_close(ours, expected.float(), rtol=1e-6, atol=0)
+    rounded = yarn_scaled_frequencies(config.head_dim, config.rope_base, dataclasses.replace(scaling, truncate=True))
+    assert not torch.allclose(rounded, expected.float(), rtol=1e-3)  # the switch matters at this size
+
+
 def released_config(name):
     """The released config.json of gpt-oss-20b / -120b (they differ in depth and expert count only)."""
     from transformers import GptOssConfig
@@ -154,7 +185,7 @@ def released_config(name):
                         rms_norm_eps=1e-5, swiglu_limit=7.0, tie_word_embeddings=False, attention_bias=True,
                         layer_types=["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)],
                         rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "factor": 32.0,
-                                         "beta_fast": 32.0, "beta_slow": 1.0,
+                                         "beta_fast": 32.0, "beta_slow": 1.0, "truncate": False,
                                          "original_max_position_embeddings": 4096})
 
 

@@ -289,10 +289,17 @@ def test_odd_head_dim_is_still_an_error_for_rope():
     (dict(factor=0.5), r"rope_scaling.factor must be in \[1, inf\], got 0.5"),
     (dict(beta_fast=1.0, beta_slow=2.0), "beta_slow < beta_fast"),
     (dict(attention_factor=0.0), r"rope_scaling.attention_factor must be in \(0, inf\], got 0.0"),
+    (dict(truncate="no"), r"rope_scaling.truncate"),
+    (dict(truncate=1), r"rope_scaling.truncate"),
 ])
 def test_bad_scaling_values_name_the_field(changes, message):
     with pytest.raises(ConfigError, match=message):
         RopeScaling("yarn", **changes)
+
+
+def test_truncate_is_a_yarn_option():
+    with pytest.raises(ConfigError, match="rope_scaling.truncate=False is a YaRN option"):
+        RopeScaling("linear", truncate=False)
 
 
 def test_bad_layout_and_odd_rotary_dimension():
