@@ -34,7 +34,7 @@ from .generate import check_decoding_arguments
 from .model import Block, Transformer
 from .norms import RMSNorm, make_norm
 from .settings import ConfigError, Settings, boolean, choice, number, positive_int
-from .speculative import SpeculativeStats, accept_or_correct, probabilities
+from .speculative import SpeculativeStats, accept_or_correct, check_one_sequence_fits, probabilities
 from .training import _param_groups, lm_loss, set_seed
 
 MTP_FORMS = ("sequential", "parallel")
@@ -327,16 +327,11 @@ def _check_mtp_inputs(model, idx, max_new_tokens, depths, temperature):
     if not isinstance(model, MTPModel):
         raise TypeError(f"model must be an llmfs.mtp.MTPModel (a Transformer with MTP heads), "
                         f"got {type(model).__name__}.")
-    if idx.shape[0] != 1:
-        raise ValueError(f"idx must be one sequence of at least one token, shape (1, T); got {tuple(idx.shape)}.")
+    check_one_sequence_fits(idx, max_new_tokens, model.config.context_length)
     n = model.settings.depths
     if not isinstance(depths, int) or isinstance(depths, bool) or not 1 <= depths <= n:
         raise ValueError(f"depths (tokens drafted per round) must be an integer in [1, {n}] (the model's MTP "
                          f"depths), got {depths!r}.")
-    context_length = model.config.context_length
-    if idx.shape[1] + max_new_tokens > context_length:
-        raise ValueError(f"generating {max_new_tokens} tokens after {idx.shape[1]} would exceed context_length="
-                         f"{context_length}; ask for at most {context_length - idx.shape[1]} new tokens.")
 
 
 @torch.no_grad()

@@ -77,10 +77,17 @@ def accept_or_correct(p: torch.Tensor, q: torch.Tensor, drafted: torch.Tensor, g
     return n, torch.multinomial(residual / residual.sum(), 1, generator=generator)
 
 
-def _check_inputs(target, draft, idx, max_new_tokens, k, temperature):
-    check_decoding_arguments(idx, max_new_tokens, temperature)
+def check_one_sequence_fits(idx, max_new_tokens: int, context_length: int) -> None:
+    """Speculative decoding's own rules for `idx`: one sequence (batch 1), with room for the new tokens."""
     if idx.shape[0] != 1:
         raise ValueError(f"idx must be one sequence of at least one token, shape (1, T); got {tuple(idx.shape)}.")
+    if idx.shape[1] + max_new_tokens > context_length:
+        raise ValueError(f"generating {max_new_tokens} tokens after {idx.shape[1]} would exceed context_length="
+                         f"{context_length}; ask for at most {context_length - idx.shape[1]} new tokens.")
+
+
+def _check_inputs(target, draft, idx, max_new_tokens, k, temperature):
+    check_decoding_arguments(idx, max_new_tokens, temperature)
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k (tokens drafted per round) must be a positive integer, got {k!r}.")
     if draft.config.vocab_size != target.config.vocab_size:
@@ -89,10 +96,7 @@ def _check_inputs(target, draft, idx, max_new_tokens, k, temperature):
     if draft.config.context_length != target.config.context_length:
         raise ValueError(f"draft context_length={draft.config.context_length} differs from target context_length="
                          f"{target.config.context_length}; use models with the same context length.")
-    context_length = target.config.context_length
-    if idx.shape[1] + max_new_tokens > context_length:
-        raise ValueError(f"generating {max_new_tokens} tokens after {idx.shape[1]} would exceed context_length="
-                         f"{context_length}; ask for at most {context_length - idx.shape[1]} new tokens.")
+    check_one_sequence_fits(idx, max_new_tokens, target.config.context_length)
 
 
 @torch.no_grad()

@@ -11,13 +11,7 @@ from llmfs.linear_attention import LinearAttention, chunked, l2_normalize, paral
 B, H, D_K, D_V = 2, 3, 16, 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small loops of small matrices: one thread is faster, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def inputs(T, seed=0):

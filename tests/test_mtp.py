@@ -16,13 +16,7 @@ FORMS = ("sequential", "parallel")
 SAMPLING_SHARPEN, SAMPLING_DRAWS = 10.0, 400
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: one thread is faster, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(form="sequential", depths=3, vocab=16, seed=0, sharpen=1.0):

@@ -20,13 +20,7 @@ from llmfs.tasks import RecallTask
 SMALL_TASK = RecallTask(n_symbols=6, min_len=1, max_len=7)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: one thread is faster, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(task=SMALL_TASK, n=5, seed=0):
