@@ -44,6 +44,13 @@ def window_mask(q_positions: torch.Tensor, k_positions: torch.Tensor, window: in
     return visible
 
 
+def softmax_with_sinks(scores, sinks):
+    """Softmax of scores (B, n_heads, T_q, T_k) over the keys plus one sink logit per head, sinks (n_heads,),
+    whose share is dropped: the weights on real keys sum to less than 1."""
+    sink = sinks.to(scores.dtype).view(1, -1, 1, 1).expand(*scores.shape[:-1], 1)  # (B, n_heads, T_q, 1)
+    return torch.softmax(torch.cat((scores, sink), dim=-1), dim=-1)[..., :-1]
+
+
 def attention_with_sinks(q, k, v, mask, sinks, scale: float, dropout: float = 0.0):
     """Softmax attention whose denominator has one more term per head, exp(sink logit) (gpt-oss).
 
@@ -54,9 +61,7 @@ def attention_with_sinks(q, k, v, mask, sinks, scale: float, dropout: float = 0.
     k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # (B, n_heads, T_k, d)
     scores = (q @ k.transpose(-2, -1)) * scale  # (B, n_heads, T_q, T_k)
     scores = scores.masked_fill(~mask, float("-inf"))
-    sink = sinks.to(scores.dtype).view(1, -1, 1, 1).expand(*scores.shape[:-1], 1)  # (B, n_heads, T_q, 1)
-    weights = torch.softmax(torch.cat((scores, sink), dim=-1), dim=-1)[..., :-1]
-    return F.dropout(weights, dropout) @ v
+    return F.dropout(softmax_with_sinks(scores, sinks), dropout) @ v
 
 
 def scaled_dot_product_attention(q, k, v, mask=None):

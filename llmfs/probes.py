@@ -1,29 +1,33 @@
-"""Look inside a model: the attention weights its heads compute (chapter 2 reads a trained previous-token head).
+"""Look inside a model: the attention weights its heads compute (chapter 2 reads a trained previous-token head;
+chapter 5 measures how much weight goes to the first token and to learned sinks).
 
-`model(ids)` returns only logits; `attention_weights` listens to one layer during a forward pass and
-rebuilds the weights its heads used, from the very queries and keys the layer computed.
+`model(ids)` returns only logits; `attention_weights` listens to one layer during a forward pass and recomputes
+the weights its heads used from that layer's own input, projections, positions and mask.
 """
+
+import math
 
 import torch
 
-from .attention import MultiHeadAttention, causal_mask
+from .attention import MultiHeadAttention, softmax_with_sinks, window_mask
 
 
 @torch.no_grad()
 def attention_weights(model, ids: torch.Tensor, layer: int = 0) -> torch.Tensor:
-    """Attention weights (B, n_heads, T, T) of block `layer`'s heads on token ids (B, T): the causal softmax of
-    the scaled scores of the queries and keys the layer computed (after its QK-norm and RoPE, if any)."""
+    """Attention weights (B, n_heads, T, T) of block `layer`'s heads on token ids (B, T): the softmax of the
+    scaled scores of its queries and keys (after its QK-norm and RoPE, if any) under its mask (causal, window,
+    kept sink tokens). With learned sinks a row sums to less than 1: the rest is the sink's."""
     if not isinstance(ids, torch.Tensor) or ids.ndim != 2 or ids.is_floating_point():
         raise ValueError(f"ids must be an integer tensor (B, T), got {getattr(ids, 'shape', type(ids).__name__)}")
     n_blocks = len(model.blocks)
     if isinstance(layer, bool) or not isinstance(layer, int) or not -n_blocks <= layer < n_blocks:
         raise ValueError(f"layer must be an integer in [0, {n_blocks}), got {layer!r}")
     attention = model.blocks[layer].attention.sublayer
-    if not isinstance(attention, MultiHeadAttention) or attention.window is not None or attention.sinks is not None:
-        raise ValueError(f"layer {layer} must be plain causal MultiHeadAttention (no window, no sinks), "
-                         f"got {type(attention).__name__}")
-    captured = []  # the layer's positions module returns the (rotated) queries and keys
-    hook = attention.positions.register_forward_hook(lambda module, inputs, qk: captured.append(qk))
+    if not isinstance(attention, MultiHeadAttention):
+        raise ValueError(f"layer {layer} must be MultiHeadAttention, got {type(attention).__name__}")
+    captured = []  # the layer's input (B, T, d_model) and the positions of its tokens
+    hook = attention.register_forward_pre_hook(
+        lambda module, args, kwargs: captured.append((args[0], kwargs["positions"])), with_kwargs=True)
     was_training = model.training
     model.eval()
     try:
@@ -31,9 +35,13 @@ def attention_weights(model, ids: torch.Tensor, layer: int = 0) -> torch.Tensor:
     finally:
         hook.remove()
         model.train(was_training)
-    q, k = captured[0]  # (B, n_heads, T, head_dim), (B, n_kv_heads, T, head_dim)
+    x, positions = captured[0]
+    B, T, _ = x.shape
+    q = attention.q_norm(attention.q_proj(x)).view(B, T, attention.n_heads, attention.head_dim).transpose(1, 2)
+    k = attention.k_norm(attention.k_proj(x)).view(B, T, attention.n_kv_heads, attention.head_dim).transpose(1, 2)
+    q, k = attention.positions(q, k, positions)  # (B, n_heads, T, head_dim), (B, n_kv_heads, T, head_dim)
     k = k.repeat_interleave(attention.n_heads // attention.n_kv_heads, dim=1)  # (B, n_heads, T, head_dim)
-    scale = attention.head_dim ** -0.5 if attention.scale is None else attention.scale
-    scores = (q @ k.transpose(-2, -1)) * scale  # (B, n_heads, T, T)
-    T = ids.shape[1]
-    return scores.masked_fill(~causal_mask(T, device=scores.device), float("-inf")).softmax(dim=-1)
+    scores = (q @ k.transpose(-2, -1)) * attention.softmax_scale  # (B, n_heads, T, T)
+    mask = window_mask(positions, positions, attention.window, attention.sink_tokens)
+    scores = scores.masked_fill(~mask, -math.inf)
+    return scores.softmax(dim=-1) if attention.sinks is None else softmax_with_sinks(scores, attention.sinks)

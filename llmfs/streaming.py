@@ -2,8 +2,6 @@
 
 - `passkey_config` / `train_passkey` / `passkey_accuracy`: tiny models whose layers are local (a sliding window)
   or global, trained to fetch a passkey from far back (`llmfs.tasks.PasskeyTask`);
-- `attention_weights`: every layer's attention weights of a model, recomputed from its own projections, and
-  the weight its learned sinks take (gpt-oss);
 - `with_window`: the same weights under another window and number of kept sink tokens (StreamingLLM);
 - `loss_by_position`: the next-token loss at each position, averaged over sequences.
 """
@@ -11,12 +9,11 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 import torch.nn.functional as F
 
-from .attention import Attention, MultiHeadAttention, window_mask
+from .attention import Attention
 from .config import LayerSpec, ModelConfig
 from .ffn import MLP
 from .model import Transformer
@@ -89,37 +86,6 @@ def passkey_accuracy(model, task: PasskeyTask, distances, n_sequences: int = 128
 
 
 @torch.no_grad()
-def attention_weights(model, ids: torch.Tensor) -> list[torch.Tensor]:
-    """Each layer's attention weights (B, n_heads, T, T) for `ids` (B, T), recomputed from the layer's own
-    projections and mask. With learned sinks the weights of a row sum to less than 1 (the rest is the sink's)."""
-    inputs = []
-    hooks = [block.attention.sublayer.register_forward_pre_hook(
-        lambda module, args, kwargs: inputs.append((module, args[0], kwargs["positions"])), with_kwargs=True)
-        for block in model.blocks]
-    try:
-        model(ids)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    weights = []
-    for layer, x, positions in inputs:
-        if not isinstance(layer, MultiHeadAttention):
-            raise TypeError(f"attention_weights needs MultiHeadAttention layers, got {type(layer).__name__}.")
-        B, T, _ = x.shape
-        q = layer.q_norm(layer.q_proj(x)).view(B, T, layer.n_heads, layer.head_dim).transpose(1, 2)
-        k = layer.k_norm(layer.k_proj(x)).view(B, T, layer.n_kv_heads, layer.head_dim).transpose(1, 2)
-        q, k = layer.positions(q, k, positions)
-        k = k.repeat_interleave(layer.n_heads // layer.n_kv_heads, dim=1)  # (B, n_heads, T, head_dim)
-        scores = (q @ k.transpose(-2, -1)) * layer.softmax_scale  # (B, n_heads, T, T)
-        scores = scores.masked_fill(~window_mask(positions, positions, layer.window, layer.sink_tokens), -math.inf)
-        if layer.sinks is not None:
-            sink = layer.sinks.view(1, -1, 1, 1).expand(B, -1, T, 1)
-            weights.append(torch.softmax(torch.cat((scores, sink), dim=-1), dim=-1)[..., :-1])
-        else:
-            weights.append(torch.softmax(scores, dim=-1))
-    return weights
-
-
 def with_window(model, window: int | None, sink_tokens: int = 0) -> Transformer:
     """A copy of `model` (same weights) whose every attention layer has `window` and keeps `sink_tokens`."""
     layers = tuple(spec.replace(attention=dataclasses.replace(spec.attention, window=window, sink_tokens=sink_tokens))

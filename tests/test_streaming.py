@@ -12,8 +12,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from llmfs import Transformer  # noqa: E402
 from llmfs.exercises.ch05 import visible_tokens  # noqa: E402
 from llmfs.plotting import plot_receptive_field  # noqa: E402
+from llmfs.probes import attention_weights  # noqa: E402
 from llmfs.streaming import (  # noqa: E402
-    attention_weights, decode_step_seconds, loss_by_position, passkey_accuracy, passkey_config, receptive_field,
+    decode_step_seconds, loss_by_position, passkey_accuracy, passkey_config, receptive_field,
     train_on_task, train_passkey, with_window,
 )
 from llmfs.tasks import PasskeyTask  # noqa: E402
@@ -82,7 +83,7 @@ def test_attention_weights_rebuild_each_layers_output(window, sinks):
     captured = []
     layer = model.blocks[0].attention.sublayer
     hook = layer.register_forward_hook(lambda m, args, kwargs, out: captured.append((args[0], out)), with_kwargs=True)
-    weights = attention_weights(model, ids)
+    weights = [attention_weights(model, ids, index) for index in range(len(model.blocks))]
     model(ids)
     hook.remove()
     x, out = captured[0]
