@@ -15,7 +15,7 @@ from .linear_attention import LinearAttention
 from .positions import Rope
 from .mla import DSA, MLA, MultiHeadLatentAttention, SparseLatentAttention
 from .counting import ParameterCount, count_parameters, kv_cache_bytes
-from .generate import generate
+from .generate import decode_layout, generate
 from .speculative import SpeculativeStats, expected_speedup, expected_tokens_per_round, speculative_generate
 from .model import Transformer
 

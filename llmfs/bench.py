@@ -148,10 +148,16 @@ def hf_forward(rounds: int = 7) -> tuple[str, float]:
 
 
 def decode_vs_hf(rounds: int = 5, prompt_tokens: int = 32, new_tokens: int = 256) -> tuple[str, float]:
-    """llmfs greedy decode tokens/s divided by transformers' `generate`: same Llama-style weights, SDPA, CPU."""
-    from .generate import generate
+    """llmfs greedy decode tokens/s divided by transformers' `generate`: same Llama-style weights, SDPA, CPU.
+
+    llmfs decodes with its weights in `decode_layout` (input-major); its default layout is timed alongside."""
+    import copy
+
+    from .generate import decode_layout, generate
 
     hf, ours = _llama_pair("sdpa")
+    default_layout = copy.deepcopy(ours)
+    decode_layout(ours)
     prompt = torch.randint(0, 8192, (1, prompt_tokens), generator=torch.Generator().manual_seed(1))
     outputs = {}
 
@@ -159,14 +165,16 @@ def decode_vs_hf(rounds: int = 5, prompt_tokens: int = 32, new_tokens: int = 256
         outputs["transformers"] = hf.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
                                               max_new_tokens=new_tokens, min_new_tokens=new_tokens)
 
-    def run_ours():
-        outputs["llmfs"] = generate(ours, prompt, new_tokens)
+    def run(name, model):
+        return lambda: outputs.__setitem__(name, generate(model, prompt, new_tokens))
 
-    best = best_seconds({"llmfs": run_ours, "transformers": run_hf}, rounds)
+    best = best_seconds({"llmfs": run("llmfs", ours), "llmfs, default layout": run("default", default_layout),
+                         "transformers": run_hf}, rounds)
     assert outputs["llmfs"].shape == (1, prompt_tokens + new_tokens)
-    assert torch.equal(outputs["llmfs"], outputs["transformers"]), "llmfs and transformers generated different tokens"
+    for name in ("llmfs", "default"):
+        assert torch.equal(outputs[name], outputs["transformers"]), f"{name} and transformers generated different tokens"
     for name, seconds in best.items():
-        print(f"{name + ':':14s}{new_tokens / seconds:8.1f} tokens/s (best of {rounds}, {THREADS} thread)")
+        print(f"{name + ':':23s}{new_tokens / seconds:8.1f} tokens/s (best of {rounds}, {THREADS} thread)")
     return "tokens/s ratio", best["transformers"] / best["llmfs"]
 
 

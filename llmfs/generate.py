@@ -3,6 +3,7 @@
 import math
 
 import torch
+from torch import nn
 
 
 def check_decoding_arguments(idx, max_new_tokens, temperature) -> None:
@@ -54,6 +55,24 @@ def generate(model, idx, max_new_tokens, temperature=0.0, top_k=None, use_cache=
     finally:
         model.train(was_training)  # also when something above raised
     return idx
+
+
+@torch.no_grad()
+def decode_layout(model: nn.Module) -> nn.Module:
+    """Store every linear layer's weight input-major, in place: the same (out, in) shape and values, its transpose
+    contiguous. A decode step multiplies one vector by each weight, and on a CPU that product streams an
+    input-major matrix through memory faster (chapter 3); tied weights stay tied. Returns `model`."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"decode_layout needs a torch.nn.Module, got {type(model).__name__}.")
+    done = set()
+    for module in model.modules():
+        weight = getattr(module, "weight", None) if isinstance(module, nn.Linear) else None
+        if weight is None or id(weight) in done or weight.dim() != 2:
+            continue
+        done.add(id(weight))
+        if weight.stride() != (1, weight.shape[0]):  # not input-major yet
+            weight.data = weight.data.t().contiguous().t()  # same Parameter object: optimisers and ties keep it
+    return model
 
 
 def _pick(logits, temperature, top_k, generator):

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+import llmfs
+
 from llmfs import zoo
 from llmfs.generate import generate
 from llmfs.model import Transformer
@@ -103,3 +105,46 @@ def test_decoding_builds_no_autograd_graph(model):
     finally:
         hook.remove()
     assert grad_enabled and not any(grad_enabled) and torch.is_grad_enabled()
+
+
+def test_decode_layout_keeps_values_shapes_ties_and_tokens():
+    """Input-major weights: same shapes and values, tied weights still one Parameter, same greedy tokens."""
+    torch.manual_seed(0)
+    tied = llmfs.Transformer(llmfs.zoo.tiny("gpt2-124m"))
+    untied = llmfs.Transformer(llmfs.zoo.tiny("llama3-8b"))
+    for model in (tied, untied):
+        model.eval()
+        prompt = torch.randint(0, model.config.vocab_size, (2, 5))
+        before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        logits, tokens = model(prompt), generate(model, prompt, 6)
+        params = dict(model.named_parameters())
+        assert llmfs.decode_layout(model) is model
+        for name, p in model.named_parameters():
+            assert p is params[name] and torch.equal(p, before[name])
+        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        assert linears and all(m.weight.t().is_contiguous() for m in linears)
+        torch.testing.assert_close(model(prompt), logits, atol=1e-5, rtol=1e-5)
+        assert torch.equal(generate(model, prompt, 6), tokens)
+        llmfs.decode_layout(model)  # a second call changes nothing
+        assert all(m.weight.t().is_contiguous() for m in linears)
+    assert tied.lm_head.weight is tied.token_embedding.weight
+
+
+def test_decode_layout_model_still_trains():
+    torch.manual_seed(0)
+    model = llmfs.decode_layout(llmfs.Transformer(llmfs.zoo.tiny("llama3-8b")))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    ids = torch.randint(0, model.config.vocab_size, (2, 9))
+    losses = []
+    for _ in range(5):
+        loss = torch.nn.functional.cross_entropy(model(ids[:, :-1]).flatten(0, 1), ids[:, 1:].flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+def test_decode_layout_rejects_what_is_not_a_module():
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        llmfs.decode_layout("model")
