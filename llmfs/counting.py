@@ -28,6 +28,9 @@ def count_parameters(config: ModelConfig) -> ParameterCount:
     """
     from .model import Transformer
 
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"count_parameters needs a llmfs.ModelConfig (e.g. llmfs.zoo.get(name)), "
+                        f"got {type(config).__name__}.")
     with torch.device("meta"):
         model = Transformer(config)
     total = sum(p.numel() for p in model.parameters())  # a tied lm_head is counted once

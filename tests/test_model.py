@@ -94,3 +94,9 @@ def test_cache_from_another_model_is_an_error():
         llama(torch.zeros(1, 3, dtype=torch.long), cache=cache)
     assert cache.length == 0 and cache.nbytes == 0  # refused before anything was written
     assert isinstance(cache, KVCache)
+
+
+def test_count_parameters_names_itself_on_a_wrong_argument():
+    import llmfs
+    with pytest.raises(TypeError, match="count_parameters needs a llmfs.ModelConfig"):
+        llmfs.count_parameters("llama3-8b")
