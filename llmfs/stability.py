@@ -42,7 +42,9 @@ def train_recording(config, lr, seed, train_ids, val_windows, *, steps, context,
         raise ValueError(f"train_ids must be 1-D and longer than context + 1 = {context + 1} tokens")
     set_seed(seed)
     model = Transformer(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+    # The fused AdamW does a step in one kernel call instead of several per parameter (a few per cent of a run).
+    fused = torch.device(device).type in ("cpu", "cuda") or None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0, fused=fused)
     warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (steps // 10)))
     sampler = torch.Generator().manual_seed(seed)
     stats, log = [], {"step": [], "max_logit": [], "min_entropy": []}
